@@ -1,0 +1,158 @@
+//! The history table: one item per handled stream record, so every change to a user, the last
+//! state of a deleted user included, can be read back.
+
+use crate::error::Error;
+use crate::stream::ChangeEvent;
+use crate::table;
+use crate::user::{User, UserId};
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// DynamoDB stream sequence numbers are decimal strings of up to 40 digits. Padded to this
+/// width they sort as strings in the same order as numbers, which the sort key needs.
+const SEQUENCE_NUMBER_WIDTH: usize = 40;
+
+/// One item of the history table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    pub user_id: UserId,
+    /// The stream sequence number, zero-padded to 40 digits (the sort key).
+    pub sequence_number: String,
+    /// INSERT, MODIFY or REMOVE.
+    pub event_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_image: Option<User>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_image: Option<User>,
+    /// When DynamoDB recorded the change, in seconds since the Unix epoch.
+    pub changed_at: i64,
+}
+
+impl From<&ChangeEvent> for HistoryEntry {
+    fn from(event: &ChangeEvent) -> Self {
+        Self {
+            user_id: event.user_id,
+            sequence_number: sortable_sequence_number(&event.sequence_number),
+            event_name: event.change.event_name().to_owned(),
+            old_image: event.change.old().cloned(),
+            new_image: event.change.new().cloned(),
+            changed_at: event.changed_at,
+        }
+    }
+}
+
+/// Left-pads a decimal sequence number with zeros so string order is numeric order.
+pub fn sortable_sequence_number(sequence_number: &str) -> String {
+    format!("{sequence_number:0>SEQUENCE_NUMBER_WIDTH$}")
+}
+
+/// Whether [`HistoryRepository::record`] wrote the entry or found it already there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    Written,
+    /// A retried batch delivered this record again; the history is left as it was.
+    AlreadyPresent,
+}
+
+/// The history table, through one SDK client built at start-up.
+#[derive(Debug, Clone)]
+pub struct HistoryRepository {
+    client: Client,
+    table: String,
+}
+
+impl HistoryRepository {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// Records a change once: writing the same record again changes nothing.
+    pub async fn record(&self, event: &ChangeEvent) -> Result<Recorded, Error> {
+        let item: HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(HistoryEntry::from(event)).map_err(Error::CorruptItem)?;
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#seq)")
+            .expression_attribute_names("#seq", table::HISTORY_SEQUENCE_NUMBER)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Recorded::Written),
+            Err(SdkError::ServiceError(service))
+                if matches!(
+                    service.err(),
+                    PutItemError::ConditionalCheckFailedException(_)
+                ) =>
+            {
+                Ok(Recorded::AlreadyPresent)
+            }
+            Err(err) => Err(Error::from_sdk(err)),
+        }
+    }
+
+    /// Every recorded change of one user, oldest first.
+    pub async fn entries_for(&self, user_id: UserId) -> Result<Vec<HistoryEntry>, Error> {
+        let pages: Vec<_> = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#user = :user")
+            .expression_attribute_names("#user", table::HISTORY_USER_ID)
+            .expression_attribute_values(":user", AttributeValue::S(user_id.to_string()))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<_, _>>()
+            .await
+            .map_err(Error::from_sdk)?;
+        serde_dynamo::from_items(pages).map_err(Error::CorruptItem)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padded_sequence_numbers_sort_numerically() {
+        let mut numbers = ["900", "1000", "3633500000000062125042319", "99"]
+            .map(sortable_sequence_number)
+            .to_vec();
+        numbers.sort();
+        let unpadded: Vec<String> = numbers
+            .iter()
+            .map(|n| n.trim_start_matches('0').to_owned())
+            .collect();
+        assert_eq!(unpadded, ["99", "900", "1000", "3633500000000062125042319"]);
+        assert_eq!(numbers[0].len(), SEQUENCE_NUMBER_WIDTH);
+    }
+
+    #[test]
+    fn entry_keys_use_the_declared_attribute_names() {
+        let user = User::register(crate::Email::parse("a@b.co").unwrap(), crate::Timestamp(1));
+        let entry = HistoryEntry {
+            user_id: user.id,
+            sequence_number: sortable_sequence_number("1"),
+            event_name: "INSERT".into(),
+            old_image: None,
+            new_image: Some(user),
+            changed_at: 1,
+        };
+        let json = serde_json::to_value(&entry).unwrap();
+        assert!(json.get(table::HISTORY_USER_ID).is_some());
+        assert!(json.get(table::HISTORY_SEQUENCE_NUMBER).is_some());
+        assert!(json.get("oldImage").is_none());
+    }
+}

@@ -1,0 +1,229 @@
+//! Stream semantics: a DynamoDB stream record of the users table, decoded into a typed change.
+//!
+//! The users table holds only users, so every record is about a user; a record whose keys or
+//! images do not decode to one is an error for the caller to report, never something to skip.
+
+use crate::error::Error;
+use crate::user::{User, UserId};
+use aws_lambda_events::event::dynamodb::EventRecord;
+use serde::Deserialize;
+
+/// What happened to a user, with the images the stream carried (NEW_AND_OLD_IMAGES).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserChange {
+    Created { new: User },
+    Updated { old: User, new: User },
+    Deleted { old: User },
+}
+
+impl UserChange {
+    /// The stream's name for this kind of change.
+    pub fn event_name(&self) -> &'static str {
+        match self {
+            Self::Created { .. } => "INSERT",
+            Self::Updated { .. } => "MODIFY",
+            Self::Deleted { .. } => "REMOVE",
+        }
+    }
+
+    /// The user before the change, if it existed.
+    pub fn old(&self) -> Option<&User> {
+        match self {
+            Self::Created { .. } => None,
+            Self::Updated { old, .. } | Self::Deleted { old } => Some(old),
+        }
+    }
+
+    /// The user after the change, if it still exists.
+    pub fn new(&self) -> Option<&User> {
+        match self {
+            Self::Created { new } | Self::Updated { new, .. } => Some(new),
+            Self::Deleted { .. } => None,
+        }
+    }
+}
+
+/// One decoded stream record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeEvent {
+    pub user_id: UserId,
+    /// The record's sequence number, as Lambda identifies it in `batchItemFailures`.
+    pub sequence_number: String,
+    /// When DynamoDB wrote the record, in whole seconds since the Unix epoch.
+    pub changed_at: i64,
+    pub change: UserChange,
+}
+
+#[derive(Deserialize)]
+struct UserKey {
+    id: UserId,
+}
+
+impl ChangeEvent {
+    /// Decodes a record's keys and images into a typed change.
+    pub fn decode(record: &EventRecord) -> Result<Self, Error> {
+        let stream = &record.change;
+        let sequence_number = stream
+            .sequence_number
+            .clone()
+            .filter(|number| !number.is_empty())
+            .ok_or_else(|| invalid("it has no sequence number"))?;
+        let key: UserKey = serde_dynamo::from_item(stream.keys.clone())
+            .map_err(|err| invalid(format!("its keys are not a user id: {err}")))?;
+        let old = image(&stream.old_image, "OldImage")?;
+        let new = image(&stream.new_image, "NewImage")?;
+
+        let change = match (record.event_name.as_str(), old, new) {
+            ("INSERT", _, Some(new)) => UserChange::Created { new },
+            ("MODIFY", Some(old), Some(new)) => UserChange::Updated { old, new },
+            ("REMOVE", Some(old), _) => UserChange::Deleted { old },
+            (name @ ("INSERT" | "MODIFY" | "REMOVE"), ..) => {
+                return Err(invalid(format!(
+                    "a {name} record lacks an image (is the stream view type NEW_AND_OLD_IMAGES?)"
+                )));
+            }
+            (other, ..) => return Err(invalid(format!("unknown event name {other:?}"))),
+        };
+        let images_match_key = [change.old(), change.new()]
+            .into_iter()
+            .flatten()
+            .all(|user| user.id == key.id);
+        if !images_match_key {
+            return Err(invalid("an image's id differs from the record's key"));
+        }
+        Ok(Self {
+            user_id: key.id,
+            sequence_number,
+            changed_at: stream.approximate_creation_date_time.timestamp(),
+            change,
+        })
+    }
+}
+
+/// A stream image as a user; an absent image is an empty map in the Lambda event.
+fn image(item: &serde_dynamo::Item, name: &str) -> Result<Option<User>, Error> {
+    if item.is_empty() {
+        return Ok(None);
+    }
+    serde_dynamo::from_item(item.clone())
+        .map(Some)
+        .map_err(|err| invalid(format!("its {name} is not a valid user: {err}")))
+}
+
+fn invalid(reason: impl Into<String>) -> Error {
+    Error::InvalidStreamRecord(reason.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const ID: &str = "4cdc3c36-77d0-4ac5-a3f7-4f4b6d3b8f7e";
+
+    fn image(email: &str) -> serde_json::Value {
+        json!({"id": {"S": ID}, "timestamp": {"N": "1520547428623"}, "email": {"S": email}})
+    }
+
+    fn record(
+        name: &str,
+        old: Option<serde_json::Value>,
+        new: Option<serde_json::Value>,
+    ) -> EventRecord {
+        let mut dynamodb = json!({
+            "ApproximateCreationDateTime": 1_700_000_000,
+            "Keys": {"id": {"S": ID}},
+            "SequenceNumber": "111",
+            "SizeBytes": 26,
+            "StreamViewType": "NEW_AND_OLD_IMAGES"
+        });
+        if let Some(old) = old {
+            dynamodb["OldImage"] = old;
+        }
+        if let Some(new) = new {
+            dynamodb["NewImage"] = new;
+        }
+        serde_json::from_value(json!({
+            "eventID": "1", "eventName": name, "eventVersion": "1.1",
+            "eventSource": "aws:dynamodb", "awsRegion": "us-east-1", "dynamodb": dynamodb,
+        }))
+        .unwrap()
+    }
+
+    fn user(email: &str) -> User {
+        serde_json::from_value(
+            json!({"id": ID, "timestamp": 1_520_547_428_623_i64, "email": email}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn classifies_insert_modify_and_remove() {
+        let created = ChangeEvent::decode(&record("INSERT", None, Some(image("a@b.co")))).unwrap();
+        assert_eq!(
+            created.change,
+            UserChange::Created {
+                new: user("a@b.co")
+            }
+        );
+        assert_eq!(created.user_id.to_string(), ID);
+        assert_eq!(created.sequence_number, "111");
+        assert_eq!(created.changed_at, 1_700_000_000);
+
+        let updated = ChangeEvent::decode(&record(
+            "MODIFY",
+            Some(image("a@b.co")),
+            Some(image("c@d.co")),
+        ))
+        .unwrap();
+        assert_eq!(
+            updated.change,
+            UserChange::Updated {
+                old: user("a@b.co"),
+                new: user("c@d.co")
+            }
+        );
+        assert_eq!(updated.change.event_name(), "MODIFY");
+
+        let deleted = ChangeEvent::decode(&record("REMOVE", Some(image("a@b.co")), None)).unwrap();
+        assert_eq!(
+            deleted.change,
+            UserChange::Deleted {
+                old: user("a@b.co")
+            }
+        );
+        assert_eq!(deleted.change.new(), None);
+    }
+
+    #[test]
+    fn rejects_records_that_are_not_user_changes() {
+        let bad_image = json!({"id": {"S": ID}, "email": {"S": "a@b.co"}});
+        let wrong_id = json!({"id": {"S": "6f9619ff-8b86-d011-b42d-00c04fc964ff"}, "timestamp": {"N": "1"}, "email": {"S": "a@b.co"}});
+        let cases = [
+            record("INSERT", None, None),
+            record("INSERT", None, Some(bad_image)),
+            record("INSERT", None, Some(image("not-an-email"))),
+            record("INSERT", None, Some(wrong_id)),
+            record("MODIFY", None, Some(image("a@b.co"))),
+            record("REMOVE", None, None),
+            record("TRUNCATE", Some(image("a@b.co")), None),
+        ];
+        for case in cases {
+            let result = ChangeEvent::decode(&case);
+            assert!(
+                matches!(result, Err(Error::InvalidStreamRecord(_))),
+                "{result:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_a_record_without_a_usable_key_or_sequence_number() {
+        let mut no_key = record("INSERT", None, Some(image("a@b.co")));
+        no_key.change.keys = serde_dynamo::Item::default();
+        assert!(ChangeEvent::decode(&no_key).is_err());
+        let mut no_sequence = record("INSERT", None, Some(image("a@b.co")));
+        no_sequence.change.sequence_number = None;
+        assert!(ChangeEvent::decode(&no_sequence).is_err());
+    }
+}

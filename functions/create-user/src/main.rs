@@ -1,0 +1,13 @@
+use lambda_http::{Error, run, service_fn, tracing};
+use users_core::{TableNames, Timestamp, UserRepository};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing::init_default_subscriber();
+    let aws = aws_config::load_from_env().await;
+    let users = UserRepository::new(aws_sdk_dynamodb::Client::new(&aws), TableNames::from_env());
+    run(service_fn(|request| {
+        create_user::handle(&users, Timestamp::now, request)
+    }))
+    .await
+}

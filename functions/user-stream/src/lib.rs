@@ -1,0 +1,75 @@
+//! The users table's stream consumer: records every user change in the history table.
+//!
+//! Failures are per record: a record that cannot be decoded or recorded is reported in
+//! `batchItemFailures` (ReportBatchItemFailures), and the rest of the batch is still processed.
+//! Lambda then retries from the lowest failed sequence number, so records after it may arrive
+//! again; recording is idempotent, so that changes nothing.
+
+use aws_lambda_events::event::dynamodb::EventRecord;
+use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use lambda_runtime::{Error, LambdaEvent};
+use serde::Deserialize;
+use serde_json::Value;
+use users_core::history::Recorded;
+use users_core::{ChangeEvent, HistoryRepository};
+
+/// A batch as Lambda delivers it. Records stay raw JSON until each is decoded on its own, so one
+/// malformed record fails alone instead of failing the whole batch's deserialisation.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct StreamBatch {
+    #[serde(rename = "Records")]
+    pub records: Vec<Value>,
+}
+
+/// The Lambda handler: processes every record and reports those that failed.
+///
+/// Returns an error (failing the whole batch, which Lambda retries) only for a failed record
+/// without a sequence number, since such a record cannot be reported on its own. Lambda always
+/// sends one, so this happens only with hand-made events.
+pub async fn handle(
+    history: &HistoryRepository,
+    event: LambdaEvent<StreamBatch>,
+) -> Result<DynamoDbEventResponse, Error> {
+    let mut response = DynamoDbEventResponse::default();
+    for record in event.payload.records {
+        let sequence_number = record
+            .pointer("/dynamodb/SequenceNumber")
+            .and_then(Value::as_str)
+            .filter(|number| !number.is_empty())
+            .map(str::to_owned);
+        if let Err(error) = process(history, record).await {
+            tracing::error!(
+                sequence_number = sequence_number.as_deref().unwrap_or("none"),
+                error = %error,
+                details = ?error,
+                "stream record failed"
+            );
+            let Some(sequence_number) = sequence_number else {
+                return Err("a failed record has no SequenceNumber; failing the batch".into());
+            };
+            let mut failure = DynamoDbBatchItemFailure::default();
+            failure.item_identifier = Some(sequence_number);
+            response.batch_item_failures.push(failure);
+        }
+    }
+    Ok(response)
+}
+
+async fn process(history: &HistoryRepository, record: Value) -> Result<(), users_core::Error> {
+    let record: EventRecord = serde_json::from_value(record)
+        .map_err(|err| users_core::Error::InvalidStreamRecord(err.to_string()))?;
+    let event = ChangeEvent::decode(&record)?;
+    let outcome = match history.record(&event).await? {
+        Recorded::Written => "recorded",
+        Recorded::AlreadyPresent => "already recorded",
+    };
+    // The email is personal data: log who changed and how, never the address itself.
+    tracing::info!(
+        event_name = event.change.event_name(),
+        user_id = %event.user_id,
+        sequence_number = %event.sequence_number,
+        outcome,
+        "user change"
+    );
+    Ok(())
+}

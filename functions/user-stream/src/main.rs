@@ -1,0 +1,14 @@
+use lambda_runtime::{Error, run, service_fn, tracing};
+use users_core::HistoryRepository;
+use users_core::table::required_env;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing::init_default_subscriber();
+    let aws = aws_config::load_from_env().await;
+    let history = HistoryRepository::new(
+        aws_sdk_dynamodb::Client::new(&aws),
+        required_env("HISTORY_TABLE"),
+    );
+    run(service_fn(|event| user_stream::handle(&history, event))).await
+}
