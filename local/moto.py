@@ -1,0 +1,107 @@
+"""moto's server as the local DynamoDB endpoint: started on a free loopback port, with the
+template's tables, and stopped (with its whole process group) when done."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+
+from .template import Template
+
+REGION = "us-east-1"
+# moto accepts any credentials; these keep the SDKs from looking for real ones.
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_REGION": REGION,
+    "AWS_DEFAULT_REGION": REGION,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class MotoServer:
+    """A moto server process; use as a context manager."""
+
+    def __init__(self, port: int | None = None, log: Path | None = None):
+        self.port = port or free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._log = log
+        self._process: subprocess.Popen | None = None
+
+    def __enter__(self) -> "MotoServer":
+        self.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.stop()
+
+    def start(self, timeout: float = 30.0) -> None:
+        executable = Path(sys.executable).with_name("moto_server")
+        output = open(self._log, "ab") if self._log else subprocess.DEVNULL
+        self._process = subprocess.Popen(
+            [str(executable), "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so stop() takes it all
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"moto_server exited with {self._process.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"moto_server did not listen on {self.port} within {timeout}s")
+
+    def stop(self) -> None:
+        if self._process and self._process.poll() is None:
+            os.killpg(self._process.pid, signal.SIGTERM)
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self._process.pid, signal.SIGKILL)
+                self._process.wait()
+        self._process = None
+
+    def client(self, service: str):
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
+
+    def sdk_environment(self) -> dict[str, str]:
+        """What the AWS SDKs (Rust and Python) need to talk to this server."""
+        return {
+            **CREDENTIALS,
+            "AWS_ENDPOINT_URL_DYNAMODB": self.endpoint,
+            "AWS_ENDPOINT_URL_DYNAMODB_STREAMS": self.endpoint,
+            "AWS_ENDPOINT_URL_SQS": self.endpoint,
+        }
+
+    def create_tables(self, template: Template) -> list[str]:
+        """Creates every table the template declares, exactly as declared."""
+        dynamodb = self.client("dynamodb")
+        names = []
+        for request in template.table_requests():
+            dynamodb.create_table(**request)
+            dynamodb.get_waiter("table_exists").wait(TableName=request["TableName"])
+            names.append(request["TableName"])
+        return names
