@@ -1,10 +1,8 @@
-"""moto's server as the local DynamoDB endpoint: started on a free loopback port, with the
-template's tables, and stopped (with its whole process group) when done."""
+"""moto's server as the local DynamoDB endpoint: started on a loopback port (a free one unless
+told), with the template's tables, and stopped when done (or when its parent dies)."""
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +11,7 @@ from pathlib import Path
 
 import boto3
 
+from . import processes
 from .template import Template
 
 REGION = "us-east-1"
@@ -54,7 +53,7 @@ class MotoServer:
             [str(executable), "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=output,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, so stop() takes it all
+            preexec_fn=processes.die_with_parent,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -69,13 +68,7 @@ class MotoServer:
         raise RuntimeError(f"moto_server did not listen on {self.port} within {timeout}s")
 
     def stop(self) -> None:
-        if self._process and self._process.poll() is None:
-            os.killpg(self._process.pid, signal.SIGTERM)
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self._process.pid, signal.SIGKILL)
-                self._process.wait()
+        processes.stop(self._process)
         self._process = None
 
     def client(self, service: str):

@@ -91,3 +91,38 @@ def _plain(value: Any) -> Any:
     if isinstance(value, str):
         return str(value)
     return value
+
+
+@dataclass
+class FunctionSpec:
+    """What the local stack needs to know of an AWS::Serverless::Function."""
+
+    name: str
+    binary: str
+    environment: dict[str, str]
+    timeout: float
+    memory_mb: int
+    events: dict[str, dict[str, Any]]
+
+
+def functions(template: Template) -> list[FunctionSpec]:
+    """Every function built with cargo-lambda, with Globals applied."""
+    defaults = template.globals.get("Function", {})
+    specs = []
+    for name, resource in template.of_type("AWS::Serverless::Function").items():
+        props = resource.get("Properties", {})
+        build = resource.get("Metadata", {}).get("BuildProperties", {})
+        binary = build.get("Binary")
+        if not binary:
+            raise ValueError(f"{name}: Metadata.BuildProperties.Binary names no binary")
+        specs.append(
+            FunctionSpec(
+                name=name,
+                binary=str(binary),
+                environment=template.function_environment(name),
+                timeout=float(props.get("Timeout", defaults.get("Timeout", 3))),
+                memory_mb=int(props.get("MemorySize", defaults.get("MemorySize", 128))),
+                events={str(k): _plain(v) for k, v in props.get("Events", {}).items()},
+            )
+        )
+    return specs

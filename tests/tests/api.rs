@@ -5,7 +5,7 @@ use integration_tests::{Local, http_event_file, http_request, status_and_json, u
 use serde_json::{Value, json};
 use users_core::{Timestamp, UserId, UserRepository};
 
-const NOW: Timestamp = Timestamp(1_795_154_400_123);
+const NOW: Timestamp = Timestamp(1_795_327_200_123);
 
 fn fixed_clock() -> Timestamp {
     NOW

@@ -11,7 +11,7 @@ use users_core::history::sortable_sequence_number;
 use users_core::{HistoryRepository, Timestamp, User, UserId};
 
 fn now() -> Timestamp {
-    Timestamp(1_795_154_400_000)
+    Timestamp(1_795_327_200_000)
 }
 
 async fn run_stream(
@@ -222,7 +222,7 @@ async fn the_sample_stream_event_is_handled() {
         entries[1].new_image.as_ref().unwrap().email.as_str(),
         "renamed@test.com"
     );
-    assert_eq!(entries[2].changed_at, 1_795_154_403);
+    assert_eq!(entries[2].changed_at, 1_795_327_203);
 }
 
 /// Every file in `events/` is exercised by a test; a new file needs a test too.

@@ -1,0 +1,201 @@
+"""A function of template.yaml run locally as its real Lambda binary.
+
+Each function gets its own implementation of the Lambda Runtime API (the HTTP interface every
+custom runtime, lambda_runtime included, polls for events) on a loopback port, and one process
+of its binary, as one Lambda execution environment would: one invocation at a time, the
+template's Timeout enforced (the process is killed and restarted, as Lambda does), and a crashed
+process reported as a function error and started again for the next invocation.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import subprocess
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from . import processes
+
+API = "/2018-06-01/runtime"
+ACCOUNT = "123456789012"
+
+
+@dataclass
+class Outcome:
+    """The end of one invocation: a result payload, or a function error."""
+
+    payload: Any = None
+    error: dict | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class _Invocation:
+    def __init__(self, event: Any, timeout: float):
+        self.id = str(uuid.uuid4())
+        self.body = json.dumps(event).encode()
+        self.deadline_ms = int((time.time() + timeout) * 1000)
+        self.done = threading.Event()
+        self.outcome = Outcome(error={"errorType": "Runtime.Unknown", "errorMessage": "no answer"})
+
+    def finish(self, outcome: Outcome) -> None:
+        if not self.done.is_set():
+            self.outcome = outcome
+            self.done.set()
+
+
+class LocalFunction:
+    """One function: its binary, environment and Runtime API. Thread-safe `invoke`."""
+
+    def __init__(
+        self,
+        name: str,
+        binary: Path,
+        environment: dict[str, str],
+        timeout: float,
+        memory_mb: int,
+        log: processes.Log,
+        tag: str | None = None,
+    ):
+        self.name = name
+        self.arn = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:{name}"
+        self.tag = tag or name
+        self._binary = binary
+        self._environment = environment
+        self._timeout = timeout
+        self._memory_mb = memory_mb
+        self._log = log
+        self._next: "queue.Queue[_Invocation]" = queue.Queue()
+        self._in_flight: dict[str, _Invocation] = {}
+        self._one_at_a_time = threading.Lock()
+        self._process: subprocess.Popen | None = None
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.daemon_threads = True
+        self._stopping = False
+
+    # --- lifecycle ---
+    def start(self) -> None:
+        threading.Thread(target=self._server.serve_forever, name=f"runtime-api-{self.name}", daemon=True).start()
+        self._start_process()
+
+    def stop(self) -> None:
+        self._stopping = True
+        processes.stop(self._process)
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _start_process(self) -> None:
+        host, port = self._server.server_address[:2]
+        env = {
+            **self._environment,
+            "AWS_LAMBDA_RUNTIME_API": f"{host}:{port}",
+            "AWS_LAMBDA_FUNCTION_NAME": self.name,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(self._memory_mb),
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{self.name}",
+            "AWS_LAMBDA_LOG_STREAM_NAME": "local",
+        }
+        self._process = processes.spawn(self.tag, [str(self._binary)], env, self._log, self._exited)
+
+    def _exited(self, code: int) -> None:
+        if self._stopping:
+            return
+        self._log.line(self.tag, f"process exited with status {code}")
+        for invocation in list(self._in_flight.values()):
+            invocation.finish(Outcome(error={
+                "errorType": "Runtime.ExitError",
+                "errorMessage": f"Runtime exited with error: exit status {code}",
+            }))
+
+    # --- invoking ---
+    def invoke(self, event: Any) -> Outcome:
+        """Invokes the function synchronously, as Lambda's Invoke API with RequestResponse."""
+        with self._one_at_a_time:
+            if self._process is None or self._process.poll() is not None:
+                self._start_process()
+            invocation = _Invocation(event, self._timeout)
+            self._in_flight[invocation.id] = invocation
+            self._next.put(invocation)
+            if not invocation.done.wait(self._timeout):
+                self._log.line(self.tag, f"Task timed out after {self._timeout:.0f} seconds; restarting")
+                processes.stop(self._process, timeout=1)
+                invocation.finish(Outcome(error={
+                    "errorType": "Sandbox.Timedout",
+                    "errorMessage": f"Task timed out after {self._timeout:.2f} seconds",
+                }))
+            self._in_flight.pop(invocation.id, None)
+            return invocation.outcome
+
+    # --- the Runtime API ---
+    def _handler_class(self):
+        function = self
+
+        class RuntimeApi(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *_args) -> None:  # the function's own logs are enough
+                pass
+
+            def _reply(self, status: int, body: bytes = b"", headers: dict | None = None) -> None:
+                self.send_response(status)
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                if self.path != f"{API}/invocation/next":
+                    return self._reply(404)
+                while True:
+                    try:
+                        invocation = function._next.get(timeout=0.5)
+                    except queue.Empty:
+                        if function._stopping:
+                            return self._reply(410)
+                        continue
+                    if not invocation.done.is_set():
+                        break
+                self._reply(200, invocation.body, {
+                    "Content-Type": "application/json",
+                    "Lambda-Runtime-Aws-Request-Id": invocation.id,
+                    "Lambda-Runtime-Deadline-Ms": str(invocation.deadline_ms),
+                    "Lambda-Runtime-Invoked-Function-Arn": function.arn,
+                    "Lambda-Runtime-Trace-Id": f"Root=1-{int(time.time()):08x}-{invocation.id.replace('-', '')[:24]}",
+                })
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                parts = self.path.removeprefix(f"{API}/").split("/")
+                if parts == ["init", "error"]:
+                    function._log.line(function.tag, f"init error: {body.decode(errors='replace')}")
+                    return self._reply(202, b"{}")
+                if len(parts) != 3 or parts[0] != "invocation" or parts[2] not in ("response", "error"):
+                    return self._reply(404)
+                invocation = function._in_flight.get(parts[1])
+                if invocation is None:
+                    return self._reply(400, b'{"errorMessage":"unknown request id"}')
+                if parts[2] == "response":
+                    try:
+                        payload = json.loads(body) if body else None
+                    except json.JSONDecodeError:
+                        payload = body.decode(errors="replace")
+                    invocation.finish(Outcome(payload=payload))
+                else:
+                    try:
+                        error = json.loads(body)
+                    except json.JSONDecodeError:
+                        error = {"errorType": "Unknown", "errorMessage": body.decode(errors="replace")}
+                    invocation.finish(Outcome(error=error))
+                self._reply(202, b'{"status":"OK"}')
+
+        return RuntimeApi

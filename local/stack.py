@@ -1,0 +1,186 @@
+"""The whole system on this machine, from template.yaml:
+
+    python -m local.stack [--port 3000] [--dynamodb-port 8000] [--binaries target/debug]
+
+- moto's server as DynamoDB, DynamoDB Streams and SQS, with the template's tables and queues;
+- every function as its real binary under a local Lambda Runtime API;
+- the HTTP API's routes on http://127.0.0.1:PORT, as payload format 2.0 events;
+- an event source mapping per DynamoDB stream event, with the template's settings; records it
+  gives up on go to the OnFailure queue and to .local/on-failure/<Queue>.jsonl.
+
+Stops everything on Ctrl-C or SIGTERM. The binaries must be built first (scripts/run does it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from .esm import BatchProcessor, Discarded, StreamPoller, StreamSettings, as_json
+from .httpapi import HttpApi, routes_from
+from .moto import MotoServer
+from .processes import Log
+from .runtime import LocalFunction
+from .template import ROOT, Template, functions
+
+STATE = ROOT / ".local"
+
+
+class Stack:
+    def __init__(self, template: Template, port: int, dynamodb_port: int, binaries: Path, log: Log):
+        self.template = template
+        self.log = log
+        self.moto = MotoServer(port=dynamodb_port, log=STATE / "moto.log")
+        self._port = port
+        self._binaries = binaries
+        self.functions: dict[str, LocalFunction] = {}
+        self.api: HttpApi | None = None
+        self.pollers: list[StreamPoller] = []
+
+    def start(self) -> None:
+        STATE.mkdir(exist_ok=True)
+        self.moto.start()
+        tables = self.moto.create_tables(self.template)
+        queues = self._create_queues()
+        self.log.line("stack", f"DynamoDB, Streams and SQS at {self.moto.endpoint}: tables {', '.join(tables)}; queues {', '.join(queues) or 'none'}")
+
+        specs = functions(self.template)
+        for spec in specs:
+            binary = self._binaries / spec.binary
+            if not binary.exists():
+                raise SystemExit(f"{binary} is missing: build it first (cargo build --bins)")
+            env = {
+                "PATH": os.environ.get("PATH", ""),
+                "RUST_LOG": os.environ.get("RUST_LOG", "info"),
+                **self.moto.sdk_environment(),
+                **spec.environment,
+            }
+            function = LocalFunction(spec.name, binary, env, spec.timeout, spec.memory_mb, self.log, tag=spec.binary)
+            function.start()
+            self.functions[spec.name] = function
+
+        events = {self.functions[s.name]: s.events for s in specs}
+        self.api = HttpApi(routes_from(events), "127.0.0.1", self._port, self.log)
+        self.api.start()
+
+        for spec in specs:
+            for event_name, event in spec.events.items():
+                if event.get("Type") == "DynamoDB":
+                    self._start_mapping(self.functions[spec.name], event_name, event.get("Properties", {}))
+
+    def stop(self) -> None:
+        for poller in self.pollers:
+            poller.stop()
+        if self.api:
+            self.api.stop()
+        for function in self.functions.values():
+            function.stop()
+        self.moto.stop()
+
+    def _create_queues(self) -> list[str]:
+        names = list(self.template.of_type("AWS::SQS::Queue"))
+        sqs = self.moto.client("sqs")
+        for name in names:
+            sqs.create_queue(QueueName=name)
+        return names
+
+    def _start_mapping(self, function: LocalFunction, event_name: str, props: dict) -> None:
+        settings = StreamSettings.from_properties(props)
+        tag = f"esm:{event_name}"
+        if not settings.enabled:
+            self.log.line(tag, "disabled in template.yaml")
+            return
+        table = props["Stream"]["Fn::GetAtt"][0]
+        stream_arn = self.moto.client("dynamodb").describe_table(TableName=table)["Table"]["LatestStreamArn"]
+        poller_ref: list[StreamPoller] = []
+
+        def invoke(event: dict) -> object:
+            records = event["Records"]
+            self.log.line(tag, f"invoking {function.tag} with {len(records)} record(s) "
+                               f"{records[0]['dynamodb']['SequenceNumber']}..{records[-1]['dynamodb']['SequenceNumber']}")
+            outcome = function.invoke(event)
+            failures = (outcome.payload or {}).get("batchItemFailures") if outcome.ok and isinstance(outcome.payload, dict) else None
+            if not outcome.ok:
+                self.log.line(tag, f"function error: {outcome.error}")
+            elif failures:
+                self.log.line(tag, f"batchItemFailures: {[f.get('itemIdentifier') for f in failures]}")
+            return outcome
+
+        def discard(discarded: Discarded) -> None:
+            shard = poller_ref[0].shard_id if poller_ref else ""
+            message = discarded.invocation_record(function.arn, shard, stream_arn)
+            self._send_to_destination(tag, settings.on_failure, message)
+
+        processor = BatchProcessor(settings, invoke, discard)
+        poller = StreamPoller(tag, self.moto.client("dynamodbstreams"), stream_arn, settings, processor, self.log)
+        poller_ref.append(poller)
+        poller.start()
+        self.pollers.append(poller)
+        self.log.line(tag, f"{table} stream -> {function.tag} (batch {settings.batch_size}, window {settings.batching_window:g}s, "
+                           f"retries {settings.max_retry_attempts}, bisect {settings.bisect_on_error}, max age {settings.max_record_age}s, "
+                           f"on failure {settings.on_failure or 'dropped'})")
+
+    def _send_to_destination(self, tag: str, queue: str | None, message: dict) -> None:
+        info = message["DDBStreamBatchInfo"]
+        summary = f"{message['requestContext']['condition']}: {info['batchSize']} record(s) {info['startSequenceNumber']}..{info['endSequenceNumber']}"
+        if not queue:
+            self.log.line(tag, f"{summary} dropped (no OnFailure destination)")
+            return
+        body = as_json(message)
+        sqs = self.moto.client("sqs")
+        sqs.send_message(QueueUrl=sqs.get_queue_url(QueueName=queue)["QueueUrl"], MessageBody=body)
+        failures_file = STATE / "on-failure" / f"{queue}.jsonl"
+        failures_file.parent.mkdir(parents=True, exist_ok=True)
+        with failures_file.open("a") as out:
+            out.write(body + "\n")
+        self.log.line(tag, f"{summary} sent to {queue} (also in {failures_file.relative_to(ROOT)})")
+
+
+def banner(stack: Stack) -> str:
+    url = stack.api.url
+    routes = "\n".join(f"  {route.key:<16} -> {route.function.tag}" for route in stack.api.routes)
+    return f"""
+Users API running at {url}
+{routes}
+
+Try the lesson:
+  curl -s -X POST -d '{{"email": "test@test.com"}}' -H "Content-Type: application/json" {url}/create
+  curl -s -X POST -d '{{"id": "<id from create>"}}' -H "Content-Type: application/json" {url}/delete
+
+DynamoDB endpoint: {stack.moto.endpoint} (any credentials, region us-east-1)
+Records the stream function gave up on: .local/on-failure/
+Press Ctrl-C to stop.
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m local.stack", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 3000)), help="HTTP API port (default 3000)")
+    parser.add_argument("--dynamodb-port", type=int, default=int(os.environ.get("DYNAMODB_PORT", 8000)), help="moto port (default 8000)")
+    parser.add_argument("--binaries", type=Path, default=ROOT / "target" / "debug", help="where the function binaries are")
+    args = parser.parse_args(argv)
+
+    log = Log()
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+
+    stack = Stack(Template.load(), args.port, args.dynamodb_port, args.binaries, log)
+    try:
+        stack.start()
+        print(banner(stack), flush=True)
+        log.line("stack", "ready")
+        stopping.wait()
+        log.line("stack", "stopping")
+    finally:
+        stack.stop()
+    log.line("stack", "stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
