@@ -226,7 +226,7 @@ class StreamPoller:
         self._log = log
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"esm-{name}", daemon=True)
-        self._iterators: dict[str, str | None] = {}
+        self._last_sequence: dict[str, str | None] = {}
         self._pending: dict[str, list[dict]] = {}
         self._first_pending_at: dict[str, float] = {}
         self.shard_id: str = ""
@@ -246,7 +246,7 @@ class StreamPoller:
                     self._discover_shards()
                     known_shards_at = time.monotonic()
                 busy = False
-                for shard_id in list(self._iterators):
+                for shard_id in list(self._pending):
                     busy |= self._poll(shard_id)
                 if not busy:
                     self._stop.wait(POLL_INTERVAL)
@@ -256,27 +256,47 @@ class StreamPoller:
 
     def _discover_shards(self) -> None:
         description = self._streams.describe_stream(StreamArn=self._stream_arn)["StreamDescription"]
-        first_discovery = not self._iterators
+        first_discovery = not self._pending
         for shard in description.get("Shards", []):
             shard_id = shard["ShardId"]
-            if shard_id in self._iterators:
+            if shard_id in self._pending:
                 continue
+            self._pending[shard_id] = []
             # The starting position applies to the shards there at start; later shards are read
             # from their beginning so that no record is missed.
-            position = self._settings.starting_position if first_discovery else "TRIM_HORIZON"
-            self._iterators[shard_id] = self._streams.get_shard_iterator(
-                StreamArn=self._stream_arn, ShardId=shard_id, ShardIteratorType=position
-            )["ShardIterator"]
-            self._pending[shard_id] = []
+            if first_discovery and self._settings.starting_position == "LATEST":
+                self._last_sequence[shard_id] = self._last_sequence_in(shard_id)
+            else:
+                self._last_sequence[shard_id] = None
+
+    def _last_sequence_in(self, shard_id: str) -> str | None:
+        last = None
+        while records := self._read(shard_id, last):
+            last = records[-1]["dynamodb"]["SequenceNumber"]
+        return last
+
+    def _read(self, shard_id: str, after: str | None) -> list[dict]:
+        """The next records of a shard after a sequence number (None: from its start).
+
+        A fresh iterator for every read, rather than NextShardIterator: moto undoes a cancelled
+        transaction by swapping in a copy of the table, which strands older iterators on a dead
+        copy of the shard (one that even holds the undone writes).
+        """
+        if after is None:
+            position = {"ShardIteratorType": "TRIM_HORIZON"}
+        else:
+            position = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": after}
+        iterator = self._streams.get_shard_iterator(StreamArn=self._stream_arn, ShardId=shard_id, **position)
+        return self._streams.get_records(ShardIterator=iterator["ShardIterator"], Limit=1000).get("Records", [])
 
     def _poll(self, shard_id: str) -> bool:
         """Reads what is new on one shard and delivers a batch when one is due."""
-        iterator = self._iterators.get(shard_id)
         pending = self._pending[shard_id]
-        if iterator and len(pending) < self._settings.batch_size:
-            page = self._streams.get_records(ShardIterator=iterator, Limit=1000)
-            self._iterators[shard_id] = page.get("NextShardIterator")
-            for raw in page.get("Records", []):
+        if len(pending) < self._settings.batch_size:
+            new = self._read(shard_id, self._last_sequence[shard_id])
+            if new:
+                self._last_sequence[shard_id] = new[-1]["dynamodb"]["SequenceNumber"]
+            for raw in new:
                 record = lambda_record(raw, self._stream_arn)
                 # Filtered-out records count as processed: they never reach the function.
                 if filters.accepts(self._settings.filter_patterns, record):

@@ -43,6 +43,9 @@ class Stack:
 
     def start(self) -> None:
         STATE.mkdir(exist_ok=True)
+        # moto keeps everything in memory, so records parked by an earlier run are stale.
+        for stale in (STATE / "on-failure").glob("*.jsonl"):
+            stale.unlink()
         self.moto.start()
         tables = self.moto.create_tables(self.template)
         queues = self._create_queues()

@@ -74,29 +74,44 @@ impl Local {
             .unwrap_or_default();
         let mut records = Vec::new();
         for shard in shards {
-            let mut iterator = self
-                .streams
-                .get_shard_iterator()
-                .stream_arn(&stream_arn)
-                .shard_id(shard.shard_id().unwrap_or_default())
-                .shard_iterator_type(ShardIteratorType::TrimHorizon)
-                .send()
-                .await
-                .expect("shard iterator")
-                .shard_iterator;
-            while let Some(current) = iterator {
+            // A fresh iterator per page, after the last record read: moto undoes a cancelled
+            // transaction (another test's 409) by swapping in a copy of the table, which
+            // strands older iterators on a dead copy of the shard.
+            let mut last: Option<String> = None;
+            loop {
+                let position = match &last {
+                    None => self
+                        .streams
+                        .get_shard_iterator()
+                        .shard_iterator_type(ShardIteratorType::TrimHorizon),
+                    Some(sequence_number) => self
+                        .streams
+                        .get_shard_iterator()
+                        .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+                        .sequence_number(sequence_number),
+                };
+                let iterator = position
+                    .stream_arn(&stream_arn)
+                    .shard_id(shard.shard_id().unwrap_or_default())
+                    .send()
+                    .await
+                    .expect("shard iterator")
+                    .shard_iterator;
                 let page = self
                     .streams
                     .get_records()
-                    .shard_iterator(current)
+                    .set_shard_iterator(iterator)
                     .send()
                     .await
                     .expect("get records");
-                if page.records().is_empty() {
+                let Some(newest) = page.records().last() else {
                     break;
-                }
+                };
+                last = newest
+                    .dynamodb()
+                    .and_then(|d| d.sequence_number())
+                    .map(str::to_owned);
                 records.extend(page.records().iter().map(|r| lambda_record(r, &stream_arn)));
-                iterator = page.next_shard_iterator;
             }
         }
         records

@@ -109,7 +109,7 @@ async fn the_lesson_on_the_real_stream_is_recorded_and_a_poison_record_is_report
     let failures = run_stream(&history, batch.clone()).await.unwrap();
 
     // THEN only the poison record is reported, and the records around it are recorded
-    assert_eq!(failures, [poison_sequence.clone()]);
+    assert_eq!(failures, std::slice::from_ref(&poison_sequence));
     let alice_history = history.entries_for(alice.id).await.unwrap();
     let summary: Vec<(&str, Option<&User>, Option<&User>)> = alice_history
         .iter()

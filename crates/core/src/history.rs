@@ -39,8 +39,8 @@ impl From<&ChangeEvent> for HistoryEntry {
             user_id: event.user_id,
             sequence_number: sortable_sequence_number(&event.sequence_number),
             event_name: event.change.event_name().to_owned(),
-            old_image: event.change.old().cloned(),
-            new_image: event.change.new().cloned(),
+            old_image: event.change.before().cloned(),
+            new_image: event.change.after().cloned(),
             changed_at: event.changed_at,
         }
     }

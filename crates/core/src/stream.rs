@@ -27,7 +27,7 @@ impl UserChange {
     }
 
     /// The user before the change, if it existed.
-    pub fn old(&self) -> Option<&User> {
+    pub fn before(&self) -> Option<&User> {
         match self {
             Self::Created { .. } => None,
             Self::Updated { old, .. } | Self::Deleted { old } => Some(old),
@@ -35,7 +35,7 @@ impl UserChange {
     }
 
     /// The user after the change, if it still exists.
-    pub fn new(&self) -> Option<&User> {
+    pub fn after(&self) -> Option<&User> {
         match self {
             Self::Created { new } | Self::Updated { new, .. } => Some(new),
             Self::Deleted { .. } => None,
@@ -84,7 +84,7 @@ impl ChangeEvent {
             }
             (other, ..) => return Err(invalid(format!("unknown event name {other:?}"))),
         };
-        let images_match_key = [change.old(), change.new()]
+        let images_match_key = [change.before(), change.after()]
             .into_iter()
             .flatten()
             .all(|user| user.id == key.id);
@@ -192,7 +192,7 @@ mod tests {
                 old: user("a@b.co")
             }
         );
-        assert_eq!(deleted.change.new(), None);
+        assert_eq!(deleted.change.after(), None);
     }
 
     #[test]

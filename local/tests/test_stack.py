@@ -1,0 +1,206 @@
+"""End to end: the local stack (python -m local.stack) runs the seed lesson, retries a poison
+record per the template and parks it in the OnFailure queue, and stops leaving nothing behind.
+
+Needs the debug binaries (cargo build --bins), which scripts/test builds first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import boto3
+import pytest
+
+from local.esm import StreamSettings
+from local.moto import free_port
+from local.template import ROOT, Template, functions
+
+STREAM_SETTINGS = StreamSettings.from_properties(
+    next(
+        event["Properties"]
+        for spec in functions(Template.load())
+        for event in spec.events.values()
+        if event["Type"] == "DynamoDB"
+    )
+)
+
+
+class RunningStack:
+    def __init__(self, log_path: Path, port: int, dynamodb_port: int):
+        self.port, self.dynamodb_port, self.log_path = port, dynamodb_port, log_path
+        self.url = f"http://127.0.0.1:{port}"
+        self._log = log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "local.stack", "--port", str(port), "--dynamodb-port", str(dynamodb_port)],
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "NO_COLOR": "1"},
+            start_new_session=True,  # its own session, so we can find every process it started
+        )
+        self.wait_for_output("[stack] ready", timeout=90)
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_output(self, pattern: str, timeout: float = 20) -> re.Match | str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.output()
+            if pattern in text:
+                return pattern
+            if self.process.poll() is not None:
+                pytest.fail(f"the stack exited with {self.process.returncode}:\n{text}")
+            time.sleep(0.1)
+        pytest.fail(f"{pattern!r} did not appear within {timeout}s:\n{self.output()}")
+
+    def post(self, path: str, body) -> tuple[int, dict]:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path, data=data, method="POST", headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            assert error.headers["Content-Type"] == "application/json"
+            return error.code, json.loads(error.read())
+
+    def aws(self, service: str):
+        return boto3.client(
+            service, endpoint_url=f"http://127.0.0.1:{self.dynamodb_port}", region_name="us-east-1",
+            aws_access_key_id="local", aws_secret_access_key="local",
+        )
+
+    def history(self, user_id: str) -> list[dict]:
+        items = self.aws("dynamodb").query(
+            TableName="HistoryTable", KeyConditionExpression="userId = :u",
+            ExpressionAttributeValues={":u": {"S": user_id}}, ConsistentRead=True,
+        )["Items"]
+        return items
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGINT)
+        code = self.process.wait(timeout=30)
+        self._log.close()
+        return code
+
+
+def session_processes(session_id: int) -> list[str]:
+    """Command lines of the live processes in a session."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            state, sid = fields[0], int(fields[3])
+            if sid == session_id and state != "Z":
+                found.append((stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def nothing_listens_on(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def handled(stack: RunningStack, event_name: str, user_id: str) -> str:
+    return stack.wait_for_output(f'event_name="{event_name}" user_id={user_id}')
+
+
+def test_the_lesson_the_poison_record_and_a_clean_stop(tmp_path):
+    port, dynamodb_port = free_port(), free_port()
+    stack = RunningStack(tmp_path / "stack.log", port, dynamodb_port)
+    try:
+        # The seed lesson: create -> INSERT handled -> history row; delete -> REMOVE handled.
+        status, user = stack.post("/create", {"email": "test@test.com"})
+        assert status == 201, user
+        assert set(user) == {"id", "timestamp", "email"} and user["email"] == "test@test.com"
+        handled(stack, "INSERT", user["id"])
+        assert [i["eventName"]["S"] for i in stack.history(user["id"])] == ["INSERT"]
+
+        assert stack.post("/create", {"email": "TEST@test.com"})[0] == 409
+        status, deleted = stack.post("/delete", {"id": user["id"]})
+        assert (status, deleted) == (200, user)
+        handled(stack, "REMOVE", user["id"])
+        assert [i["eventName"]["S"] for i in stack.history(user["id"])] == ["INSERT", "REMOVE"]
+        assert stack.post("/delete", {"id": user["id"]}) == (404, {"message": f"no user with id {user['id']}"})
+        assert stack.post("/nope", {})[0] == 404
+        assert stack.post("/create", b"{not json")[0] == 400
+
+        # A poison record between two good ones: written behind the API's back, it is no user.
+        _, before = stack.post("/create", {"email": "before@test.com"})
+        poison_id = str(uuid.uuid4())
+        stack.aws("dynamodb").put_item(TableName="UsersTable", Item={"id": {"S": poison_id}, "email": {"S": "x@test.com"}})
+        _, after = stack.post("/create", {"email": "after@test.com"})
+
+        # The records around it are handled ...
+        handled(stack, "INSERT", before["id"])
+        handled(stack, "INSERT", after["id"])
+        assert len(stack.history(before["id"])) == 1 and len(stack.history(after["id"])) == 1
+
+        # ... and it is retried per the template, then parked in the OnFailure queue.
+        sqs = stack.aws("sqs")
+        queue_url = sqs.get_queue_url(QueueName=STREAM_SETTINGS.on_failure)["QueueUrl"]
+        messages = []
+        deadline = time.monotonic() + 60
+        while not messages and time.monotonic() < deadline:
+            messages = sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=1).get("Messages", [])
+        assert messages, stack.output()
+        failure = json.loads(messages[0]["Body"])
+        poison_sequence = next(
+            r["dynamodb"]["SequenceNumber"]
+            for r in _stream_records(stack)
+            if r["dynamodb"]["Keys"]["id"]["S"] == poison_id
+        )
+        assert failure["requestContext"]["condition"] == "RetryAttemptsExhausted"
+        assert failure["requestContext"]["approximateInvokeCount"] == STREAM_SETTINGS.max_retry_attempts + 1
+        assert failure["requestContext"]["functionArn"].endswith(":function:UserStreamFunction")
+        assert failure["DDBStreamBatchInfo"]["startSequenceNumber"] == poison_sequence
+        assert failure["DDBStreamBatchInfo"]["streamArn"].startswith("arn:aws:dynamodb:")
+        reported = stack.output().count(f"batchItemFailures: ['{poison_sequence}']")
+        assert reported == STREAM_SETTINGS.max_retry_attempts + 1
+        assert stack.history(poison_id) == []
+        parked = (ROOT / ".local" / "on-failure" / f"{STREAM_SETTINGS.on_failure}.jsonl").read_text()
+        assert poison_sequence in parked
+
+        # Function logs are tagged by function.
+        assert "[create-user]" in stack.output() and "[user-stream]" in stack.output()
+    finally:
+        code = stack.stop()
+
+    # Stopped on SIGINT: exit 0, no process of its session left, its ports free again.
+    assert code == 0, stack.output()
+    assert session_processes(stack.process.pid) == []
+    assert nothing_listens_on(port) and nothing_listens_on(dynamodb_port)
+
+    # And it starts again cleanly on the same ports.
+    again = RunningStack(tmp_path / "again.log", port, dynamodb_port)
+    assert again.post("/create", {"email": "test@test.com"})[0] == 201
+    assert again.stop() == 0
+    assert session_processes(again.process.pid) == []
+
+
+def _stream_records(stack: RunningStack) -> list[dict]:
+    dynamodb, streams = stack.aws("dynamodb"), stack.aws("dynamodbstreams")
+    arn = dynamodb.describe_table(TableName="UsersTable")["Table"]["LatestStreamArn"]
+    records = []
+    for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
+        iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        while iterator:
+            page = streams.get_records(ShardIterator=iterator)
+            if not page["Records"]:
+                break
+            records += page["Records"]
+            iterator = page.get("NextShardIterator")
+    return records
