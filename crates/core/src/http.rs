@@ -36,8 +36,9 @@ pub fn status_of(error: &Error) -> StatusCode {
 /// error's status with a message. Faults of ours are logged in full and answered vaguely.
 pub fn respond<T: Serialize>(success: StatusCode, result: Result<T, Error>) -> Response<Body> {
     match result {
-        Ok(value) => match serde_json::to_value(&value) {
-            Ok(body) => json_response(success, &body),
+        // Serialised straight from the type, so fields keep their declared order.
+        Ok(value) => match serde_json::to_string(&value) {
+            Ok(body) => json_response(success, body),
             Err(err) => {
                 tracing::error!(error = %err, "could not serialise the response");
                 message_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
@@ -72,11 +73,14 @@ pub fn error_response(error: &Error) -> Response<Body> {
 }
 
 fn message_response(status: StatusCode, message: &str) -> Response<Body> {
-    json_response(status, &serde_json::json!({ "message": message }))
+    json_response(
+        status,
+        serde_json::json!({ "message": message }).to_string(),
+    )
 }
 
-fn json_response(status: StatusCode, body: &Value) -> Response<Body> {
-    let mut response = Response::new(Body::Text(body.to_string()));
+fn json_response(status: StatusCode, body: String) -> Response<Body> {
+    let mut response = Response::new(Body::Text(body));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -202,6 +206,20 @@ mod tests {
             assert!(!body.contains("arn:"), "{body}");
             assert!(!body.contains("DynamoDB"), "{body}");
         }
+    }
+
+    #[test]
+    fn a_user_is_answered_with_fields_in_the_documented_order() {
+        let user =
+            crate::User::register(crate::Email::parse("a@b.co").unwrap(), crate::Timestamp(7));
+        let response = respond(StatusCode::CREATED, Ok(&user));
+        assert_eq!(response.status(), StatusCode::CREATED);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+        let body = String::from_utf8(response.body().to_vec()).unwrap();
+        assert_eq!(
+            body,
+            format!(r#"{{"id":"{}","timestamp":7,"email":"a@b.co"}}"#, user.id)
+        );
     }
 
     #[test]
