@@ -80,6 +80,9 @@ class LocalFunction:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self._stopping = False
+        # Bumped whenever a process starts, so that a dead process's pending /next poll does not
+        # take an invocation meant for its successor.
+        self._generation = 0
 
     # --- lifecycle ---
     def start(self) -> None:
@@ -93,6 +96,7 @@ class LocalFunction:
         self._server.server_close()
 
     def _start_process(self) -> None:
+        self._generation += 1
         host, port = self._server.server_address[:2]
         env = {
             **self._environment,
@@ -155,13 +159,17 @@ class LocalFunction:
             def do_GET(self) -> None:
                 if self.path != f"{API}/invocation/next":
                     return self._reply(404)
+                generation = function._generation
                 while True:
+                    if function._stopping or function._generation != generation:
+                        return self._reply(410)
                     try:
-                        invocation = function._next.get(timeout=0.5)
+                        invocation = function._next.get(timeout=0.2)
                     except queue.Empty:
-                        if function._stopping:
-                            return self._reply(410)
                         continue
+                    if function._generation != generation:
+                        function._next.put(invocation)  # for the process that replaced ours
+                        return self._reply(410)
                     if not invocation.done.is_set():
                         break
                 self._reply(200, invocation.body, {

@@ -7,22 +7,13 @@ Needs the debug binaries (cargo build --bins), which scripts/test builds first.
 from __future__ import annotations
 
 import json
-import os
-import re
-import signal
 import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 
-import boto3
-import pytest
-
 from local.esm import StreamSettings
+from local.harness import RunningStack
 from local.moto import free_port
 from local.template import ROOT, Template, functions
 
@@ -34,65 +25,6 @@ STREAM_SETTINGS = StreamSettings.from_properties(
         if event["Type"] == "DynamoDB"
     )
 )
-
-
-class RunningStack:
-    def __init__(self, log_path: Path, port: int, dynamodb_port: int):
-        self.port, self.dynamodb_port, self.log_path = port, dynamodb_port, log_path
-        self.url = f"http://127.0.0.1:{port}"
-        self._log = log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "local.stack", "--port", str(port), "--dynamodb-port", str(dynamodb_port)],
-            cwd=ROOT,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "NO_COLOR": "1"},
-            start_new_session=True,  # its own session, so we can find every process it started
-        )
-        self.wait_for_output("[stack] ready", timeout=90)
-
-    def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_for_output(self, pattern: str, timeout: float = 20) -> re.Match | str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            text = self.output()
-            if pattern in text:
-                return pattern
-            if self.process.poll() is not None:
-                pytest.fail(f"the stack exited with {self.process.returncode}:\n{text}")
-            time.sleep(0.1)
-        pytest.fail(f"{pattern!r} did not appear within {timeout}s:\n{self.output()}")
-
-    def post(self, path: str, body) -> tuple[int, dict]:
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        request = urllib.request.Request(self.url + path, data=data, method="POST", headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            assert error.headers["Content-Type"] == "application/json"
-            return error.code, json.loads(error.read())
-
-    def aws(self, service: str):
-        return boto3.client(
-            service, endpoint_url=f"http://127.0.0.1:{self.dynamodb_port}", region_name="us-east-1",
-            aws_access_key_id="local", aws_secret_access_key="local",
-        )
-
-    def history(self, user_id: str) -> list[dict]:
-        items = self.aws("dynamodb").query(
-            TableName="HistoryTable", KeyConditionExpression="userId = :u",
-            ExpressionAttributeValues={":u": {"S": user_id}}, ConsistentRead=True,
-        )["Items"]
-        return items
-
-    def stop(self) -> int:
-        self.process.send_signal(signal.SIGINT)
-        code = self.process.wait(timeout=30)
-        self._log.close()
-        return code
 
 
 def session_processes(session_id: int) -> list[str]:
@@ -114,7 +46,7 @@ def nothing_listens_on(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
-def handled(stack: RunningStack, event_name: str, user_id: str) -> str:
+def handled(stack: RunningStack, event_name: str, user_id: str) -> int:
     return stack.wait_for_output(f'event_name="{event_name}" user_id={user_id}')
 
 
