@@ -3,12 +3,13 @@
 //! events built from the files in `events/`, and the conversion of records read through the
 //! DynamoDB Streams API into the batch shape Lambda delivers.
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
 use std::path::PathBuf;
-use users_core::table::required_env;
-use users_core::{HistoryRepository, TableNames, UserRepository};
+use users_core::table::{self, required_env};
+use users_core::{HistoryRepository, TableNames, UserId, UserRepository};
 
 /// Everything a test needs to talk to the local DynamoDB.
 pub struct Local {
@@ -40,6 +41,22 @@ impl Local {
 
     pub fn users(&self) -> UserRepository {
         UserRepository::new(self.dynamodb.clone(), self.tables.clone())
+    }
+
+    /// The id of the user who owns `email` in the emails table, if any.
+    pub async fn email_owner(&self, email: &str) -> Option<UserId> {
+        let item = self
+            .dynamodb
+            .get_item()
+            .table_name(&self.tables.emails)
+            .key(table::EMAIL, AttributeValue::S(email.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("read the emails table")
+            .item?;
+        let owner = item.get(table::EMAIL_OWNER)?.as_s().ok()?;
+        Some(UserId::parse(owner).expect("a user id"))
     }
 
     pub fn history(&self) -> HistoryRepository {
@@ -194,9 +211,5 @@ pub fn status_and_json(response: &Response<Body>) -> (u16, Value) {
 
 /// An email no other test uses.
 pub fn unique_email(label: &str) -> String {
-    format!("{label}-{}@test.com", uuid_like())
-}
-
-fn uuid_like() -> String {
-    users_core::UserId::random().to_string()
+    format!("{label}-{}@test.com", UserId::random())
 }

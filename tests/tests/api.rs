@@ -25,23 +25,6 @@ async fn delete(users: &UserRepository, body: &str) -> (u16, Value) {
     status_and_json(&response)
 }
 
-async fn email_is_registered(local: &Local, email: &str) -> bool {
-    local
-        .dynamodb
-        .get_item()
-        .table_name(&local.tables.emails)
-        .key(
-            "email",
-            aws_sdk_dynamodb::types::AttributeValue::S(email.to_owned()),
-        )
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap()
-        .item
-        .is_some()
-}
-
 #[tokio::test]
 async fn the_seed_lesson_create_delete_delete_again() {
     let local = Local::connect().await;
@@ -65,13 +48,13 @@ async fn the_seed_lesson_create_delete_delete_again() {
     // AND the stored item is exactly that user
     let stored = users.get(id).await.unwrap().expect("stored");
     assert_eq!(serde_json::to_value(&stored).unwrap(), created);
-    assert!(email_is_registered(&local, &email).await);
+    assert!(local.email_owner(&email).await.is_some());
 
     // WHEN it is deleted THEN 200 with the deleted user, and it is gone
     let (status, deleted) = delete(&users, &json!({"id": id.to_string()}).to_string()).await;
     assert_eq!((status, &deleted), (200, &created));
     assert_eq!(users.get(id).await.unwrap(), None);
-    assert!(!email_is_registered(&local, &email).await);
+    assert_eq!(local.email_owner(&email).await, None);
 
     // WHEN it is deleted again THEN 404 naming the id
     let (status, body) = delete(&users, &json!({"id": id.to_string()}).to_string()).await;
@@ -110,20 +93,7 @@ async fn a_registered_email_cannot_be_registered_again() {
         serde_json::to_value(users.get(first_id).await.unwrap()).unwrap(),
         first
     );
-    let owner = local
-        .dynamodb
-        .get_item()
-        .table_name(&local.tables.emails)
-        .key(
-            "email",
-            aws_sdk_dynamodb::types::AttributeValue::S(email.clone()),
-        )
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap();
-    assert_eq!(owner["userId"].as_s().unwrap(), &first_id.to_string());
+    assert_eq!(local.email_owner(&email).await, Some(first_id));
 }
 
 #[tokio::test]
@@ -229,10 +199,7 @@ async fn bad_create_requests_are_rejected_and_write_nothing() {
         )
     );
 
-    assert!(
-        !email_is_registered(&local, &email).await,
-        "nothing was written"
-    );
+    assert_eq!(local.email_owner(&email).await, None, "nothing was written");
 }
 
 #[tokio::test]
@@ -315,23 +282,8 @@ async fn the_sample_http_events_are_served() {
     let users = local.users();
     // The sample events use fixed emails and ids; clear them so the test can run again.
     for email in ["test@test.com", "base64@test.com"] {
-        let owner = local
-            .dynamodb
-            .get_item()
-            .table_name(&local.tables.emails)
-            .key(
-                "email",
-                aws_sdk_dynamodb::types::AttributeValue::S(email.into()),
-            )
-            .send()
-            .await
-            .unwrap()
-            .item;
-        if let Some(owner) = owner {
-            users
-                .delete(UserId::parse(owner["userId"].as_s().unwrap()).unwrap())
-                .await
-                .unwrap();
+        if let Some(owner) = local.email_owner(email).await {
+            users.delete(owner).await.unwrap();
         }
     }
 
