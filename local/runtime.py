@@ -45,11 +45,14 @@ class _Invocation:
         self.deadline_ms = int((time.time() + timeout) * 1000)
         self.done = threading.Event()
         self.outcome = Outcome(error={"errorType": "Runtime.Unknown", "errorMessage": "no answer"})
+        self._settle = threading.Lock()
 
     def finish(self, outcome: Outcome) -> None:
-        if not self.done.is_set():
-            self.outcome = outcome
-            self.done.set()
+        """The first outcome wins: a late answer after a timeout or crash is ignored."""
+        with self._settle:
+            if not self.done.is_set():
+                self.outcome = outcome
+                self.done.set()
 
 
 class LocalFunction:
@@ -129,12 +132,13 @@ class LocalFunction:
             self._in_flight[invocation.id] = invocation
             self._next.put(invocation)
             if not invocation.done.wait(self._timeout):
-                self._log.line(self.tag, f"Task timed out after {self._timeout:.0f} seconds; restarting")
-                processes.stop(self._process, timeout=1)
+                # Settled before the kill, so the exit it causes is not reported instead.
                 invocation.finish(Outcome(error={
                     "errorType": "Sandbox.Timedout",
                     "errorMessage": f"Task timed out after {self._timeout:.2f} seconds",
                 }))
+                self._log.line(self.tag, f"Task timed out after {self._timeout:.0f} seconds; restarting")
+                processes.stop(self._process, timeout=1)
             self._in_flight.pop(invocation.id, None)
             return invocation.outcome
 
