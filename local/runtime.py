@@ -157,8 +157,11 @@ class LocalFunction:
                 for key, value in (headers or {}).items():
                     self.send_header(key, value)
                 self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the process went away (stopped, crashed or timed out)
 
             def do_GET(self) -> None:
                 if self.path != f"{API}/invocation/next":

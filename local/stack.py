@@ -17,7 +17,7 @@ import argparse
 import os
 import signal
 import sys
-import threading
+import time
 from pathlib import Path
 
 from .esm import BatchProcessor, Discarded, StreamPoller, StreamSettings, as_json
@@ -168,17 +168,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     log = Log()
-    stopping = threading.Event()
+    # A plain list, not a threading.Event: Event.set() takes a lock, which a signal handler
+    # can deadlock on when the signal lands while the main thread holds that lock.
+    received: list[int] = []
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stopping.set())
+        signal.signal(signum, lambda signum, _frame: received.append(signum))
 
     stack = Stack(Template.load(), args.port, args.dynamodb_port, args.binaries, log)
     try:
         stack.start()
         print(banner(stack), flush=True)
         log.line("stack", "ready")
-        stopping.wait()
-        log.line("stack", "stopping")
+        while not received:
+            time.sleep(0.1)
+        log.line("stack", f"stopping ({signal.Signals(received[0]).name})")
     finally:
         stack.stop()
     log.line("stack", "stopped")
