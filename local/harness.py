@@ -76,8 +76,8 @@ class RunningStack:
         )["Items"]
         return items
 
-    def stop(self) -> int:
-        self.process.send_signal(signal.SIGINT)
+    def stop(self, signum: int = signal.SIGINT) -> int:
+        self.process.send_signal(signum)
         code = self.process.wait(timeout=30)
         self._log.close()
         return code

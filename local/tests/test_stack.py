@@ -7,6 +7,7 @@ Needs the debug binaries (cargo build --bins), which scripts/test builds first.
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import time
 import uuid
@@ -116,10 +117,10 @@ def test_the_lesson_the_poison_record_and_a_clean_stop(tmp_path):
     assert session_processes(stack.process.pid) == []
     assert nothing_listens_on(port) and nothing_listens_on(dynamodb_port)
 
-    # And it starts again cleanly on the same ports.
+    # And it starts again cleanly on the same ports, and stops on SIGTERM too.
     again = RunningStack(tmp_path / "again.log", port, dynamodb_port)
     assert again.post("/create", {"email": "test@test.com"})[0] == 201
-    assert again.stop() == 0
+    assert again.stop(signal.SIGTERM) == 0
     assert session_processes(again.process.pid) == []
 
 
