@@ -107,6 +107,8 @@ class HttpApi:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            server_version = "local-http-api"
+            sys_version = ""
 
             def log_message(self, *_args) -> None:
                 pass
