@@ -79,9 +79,4 @@ impl Error {
             Self::DynamoDb(Box::new(err))
         }
     }
-
-    /// True for failures a caller can fix by changing the request.
-    pub fn is_client_error(&self) -> bool {
-        crate::http::status_of(self).is_client_error()
-    }
 }

@@ -7,6 +7,7 @@
 
 use aws_lambda_events::event::dynamodb::EventRecord;
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use futures::stream::{self, StreamExt};
 use lambda_runtime::{Error, LambdaEvent};
 use serde::Deserialize;
 use serde_json::Value;
@@ -21,6 +22,11 @@ pub struct StreamBatch {
     pub records: Vec<Value>,
 }
 
+/// How many records of a batch are recorded at once. Each record is an independent write (the
+/// history is keyed by user and sequence number), so their order does not matter; the bound
+/// keeps a batch of 100 from opening 100 connections.
+const CONCURRENT_RECORDS: usize = 16;
+
 /// The Lambda handler: processes every record and reports those that failed.
 ///
 /// Returns an error (failing the whole batch, which Lambda retries) only for a failed record
@@ -30,27 +36,35 @@ pub async fn handle(
     history: &HistoryRepository,
     event: LambdaEvent<StreamBatch>,
 ) -> Result<DynamoDbEventResponse, Error> {
+    let outcomes: Vec<(Option<String>, Result<(), users_core::Error>)> =
+        stream::iter(event.payload.records)
+            .map(|record| async move {
+                let sequence_number = record
+                    .pointer("/dynamodb/SequenceNumber")
+                    .and_then(Value::as_str)
+                    .filter(|number| !number.is_empty())
+                    .map(str::to_owned);
+                (sequence_number, process(history, record).await)
+            })
+            .buffered(CONCURRENT_RECORDS)
+            .collect()
+            .await;
+
     let mut response = DynamoDbEventResponse::default();
-    for record in event.payload.records {
-        let sequence_number = record
-            .pointer("/dynamodb/SequenceNumber")
-            .and_then(Value::as_str)
-            .filter(|number| !number.is_empty())
-            .map(str::to_owned);
-        if let Err(error) = process(history, record).await {
-            tracing::error!(
-                sequence_number = sequence_number.as_deref().unwrap_or("none"),
-                error = %error,
-                details = ?error,
-                "stream record failed"
-            );
-            let Some(sequence_number) = sequence_number else {
-                return Err("a failed record has no SequenceNumber; failing the batch".into());
-            };
-            let mut failure = DynamoDbBatchItemFailure::default();
-            failure.item_identifier = Some(sequence_number);
-            response.batch_item_failures.push(failure);
-        }
+    for (sequence_number, outcome) in outcomes {
+        let Err(error) = outcome else { continue };
+        tracing::error!(
+            sequence_number = sequence_number.as_deref().unwrap_or("none"),
+            error = %error,
+            details = ?error,
+            "stream record failed"
+        );
+        let Some(sequence_number) = sequence_number else {
+            return Err("a failed record has no SequenceNumber; failing the batch".into());
+        };
+        let mut failure = DynamoDbBatchItemFailure::default();
+        failure.item_identifier = Some(sequence_number);
+        response.batch_item_failures.push(failure);
     }
     Ok(response)
 }
