@@ -83,7 +83,10 @@ class HttpApi:
     def __init__(self, routes: list[Route], host: str, port: int, log: Log):
         self.routes = routes
         self._log = log
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        try:
+            self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        except OSError as error:
+            raise OSError(f"cannot serve the API on port {port}: {error.strerror}") from error
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self.url = f"http://{host}:{self.port}"

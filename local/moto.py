@@ -47,6 +47,9 @@ class MotoServer:
         self.stop()
 
     def start(self, timeout: float = 30.0) -> None:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                raise RuntimeError(f"port {self.port} is already in use (choose another DynamoDB port)")
         executable = Path(sys.executable).with_name("moto_server")
         output = open(self._log, "ab") if self._log else subprocess.DEVNULL
         self._process = subprocess.Popen(

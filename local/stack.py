@@ -162,8 +162,8 @@ Press Ctrl-C to stop.
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local.stack", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 3000)), help="HTTP API port (default 3000)")
-    parser.add_argument("--dynamodb-port", type=int, default=int(os.environ.get("DYNAMODB_PORT", 8000)), help="moto port (default 8000)")
+    parser.add_argument("--port", type=int, default=3000, help="HTTP API port (default 3000)")
+    parser.add_argument("--dynamodb-port", type=int, default=8000, help="moto port (default 8000)")
     parser.add_argument("--binaries", type=Path, default=ROOT / "target" / "debug", help="where the function binaries are")
     args = parser.parse_args(argv)
 
@@ -176,7 +176,11 @@ def main(argv: list[str] | None = None) -> int:
 
     stack = Stack(Template.load(), args.port, args.dynamodb_port, args.binaries, log)
     try:
-        stack.start()
+        try:
+            stack.start()
+        except (RuntimeError, OSError) as error:
+            log.line("stack", f"cannot start: {error}")
+            return 1
         print(banner(stack), flush=True)
         log.line("stack", "ready")
         while not received:

@@ -7,8 +7,11 @@ Needs the debug binaries (cargo build --bins), which scripts/test builds first.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -137,3 +140,18 @@ def _stream_records(stack: RunningStack) -> list[dict]:
             records += page["Records"]
             iterator = page.get("NextShardIterator")
     return records
+
+
+def test_a_busy_port_is_reported_and_nothing_is_left_running():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        for flag in ("--dynamodb-port", "--port"):
+            result = subprocess.run(
+                [sys.executable, "-m", "local.stack", flag, str(port)] + (["--dynamodb-port", str(free_port())] if flag == "--port" else []),
+                cwd=ROOT, capture_output=True, text=True, timeout=60, env={**os.environ, "NO_COLOR": "1"},
+            )
+            assert result.returncode == 1, result.stdout + result.stderr
+            assert f"[stack] cannot start:" in result.stdout and str(port) in result.stdout
+            assert "Traceback" not in result.stdout + result.stderr
