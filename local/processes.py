@@ -49,8 +49,9 @@ def spawn(
     env: dict[str, str],
     log: Log,
     on_exit: Callable[[int], None] | None = None,
+    tidy: Callable[[str], str] = lambda line: line,
 ) -> subprocess.Popen:
-    """Starts a child whose stdout and stderr go to `log` under `tag`."""
+    """Starts a child whose stdout and stderr go to `log` under `tag`, each line through `tidy`."""
     process = subprocess.Popen(
         list(command),
         env=env,
@@ -63,7 +64,7 @@ def spawn(
     def pump() -> None:
         assert process.stdout is not None
         for raw in process.stdout:
-            log.line(tag, raw.decode("utf-8", "replace").rstrip())
+            log.line(tag, tidy(raw.decode("utf-8", "replace").rstrip()))
         code = process.wait()
         if on_exit:
             on_exit(code)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import queue
+import re
 import subprocess
 import threading
 import time
@@ -23,6 +24,14 @@ from typing import Any
 from . import processes
 
 API = "/2018-06-01/runtime"
+
+# lambda_runtime wraps every log line of an invocation in a span that carries the request and
+# trace ids in full; locally the first 8 characters of the request id say enough.
+_INVOCATION_SPAN = re.compile(r'Lambda runtime invoke\{requestId="([0-9a-f]{8})[^}]*\}: ')
+
+
+def tidy_log_line(line: str) -> str:
+    return _INVOCATION_SPAN.sub(r"request=\1 ", line)
 ACCOUNT = "123456789012"
 
 
@@ -110,7 +119,9 @@ class LocalFunction:
             "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{self.name}",
             "AWS_LAMBDA_LOG_STREAM_NAME": "local",
         }
-        self._process = processes.spawn(self.tag, [str(self._binary)], env, self._log, self._exited)
+        self._process = processes.spawn(
+            self.tag, [str(self._binary)], env, self._log, self._exited, tidy=tidy_log_line
+        )
 
     def _exited(self, code: int) -> None:
         if self._stopping:

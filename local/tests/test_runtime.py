@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from local.processes import Log
-from local.runtime import LocalFunction
+from local.runtime import LocalFunction, tidy_log_line
 
 RUNTIME = textwrap.dedent(
     f"""\
@@ -67,3 +67,10 @@ def test_a_timeout_kills_the_process_and_the_next_invocation_works(function):
     outcome = function.invoke({"sleep": 10})
     assert outcome.error["errorType"] == "Sandbox.Timedout"
     assert function.invoke({"n": 4}).payload == {"echo": {"n": 4}}
+
+
+def test_log_lines_lose_the_long_invocation_span():
+    line = (' INFO Lambda runtime invoke{requestId="5145523c-18e6-45c1-9d05-216f8faaa915" '
+            'xrayTraceId="Root=1-6b0286c5-bba578ab71f647548d192ba8"}: user change event_name="INSERT"')
+    assert tidy_log_line(line) == ' INFO request=5145523c user change event_name="INSERT"'
+    assert tidy_log_line("plain line") == "plain line"
