@@ -28,6 +28,8 @@ from .runtime import LocalFunction
 from .template import ROOT, Template, functions
 
 STATE = ROOT / ".local"
+# Stream event properties the local event source mapping does not model.
+UNSUPPORTED_STREAM_PROPERTIES = {"ParallelizationFactor", "TumblingWindowInSeconds"}
 
 
 class Stack:
@@ -94,6 +96,11 @@ class Stack:
     def _start_mapping(self, function: LocalFunction, event_name: str, props: dict) -> None:
         settings = StreamSettings.from_properties(props)
         tag = f"esm:{event_name}"
+        for unsupported in sorted(set(props) & UNSUPPORTED_STREAM_PROPERTIES):
+            self.log.line(tag, f"warning: {unsupported} is not emulated locally; it applies only on AWS")
+        destination_type = props.get("DestinationConfig", {}).get("OnFailure", {}).get("Type", "SQS")
+        if destination_type != "SQS":
+            self.log.line(tag, f"warning: only SQS on-failure destinations are emulated, not {destination_type}")
         if not settings.enabled:
             self.log.line(tag, "disabled in template.yaml")
             return
