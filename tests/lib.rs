@@ -1,15 +1,111 @@
-//! Fixtures for the integration tests: SDK clients for the local DynamoDB that
-//! `python -m local.testenv` starts (moto's server, with the tables of template.yaml), Lambda
+//! Fixtures for the integration tests: SDK clients for a local DynamoDB (moto's server, with
+//! the tables of template.yaml), the handlers called as API Gateway would call them, Lambda
 //! events built from the files in `events/`, and the conversion of records read through the
 //! DynamoDB Streams API into the batch shape Lambda delivers.
+//!
+//! The local DynamoDB is the one `python -m local.testenv -- cargo test` (scripts/test) starts;
+//! under a bare `cargo test`, the first test starts one itself through `local.testenv --serve`,
+//! for the life of the test process.
 
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_dynamodb::config::Credentials;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
-use std::path::PathBuf;
-use users_core::table::{self, required_env};
-use users_core::{HistoryRepository, TableNames, UserId, UserRepository};
+use std::collections::HashMap;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use users_core::table;
+use users_core::{HistoryRepository, TableNames, Timestamp, User, UserId, UserRepository};
+
+/// The time the fixed clock of these tests reads.
+pub const NOW: Timestamp = Timestamp(1_795_327_200_123);
+
+pub fn fixed_clock() -> Timestamp {
+    NOW
+}
+
+/// Where the local DynamoDB listens and what the template's variables name its tables.
+struct LocalDynamoDb {
+    endpoint: String,
+    variables: HashMap<String, String>,
+    /// The `local.testenv --serve` process, if this test process started it. Its standard input
+    /// stays open while the test process lives; it stops moto when that pipe closes.
+    _server: Option<Child>,
+}
+
+impl LocalDynamoDb {
+    fn get() -> &'static Self {
+        static LOCAL: OnceLock<LocalDynamoDb> = OnceLock::new();
+        LOCAL.get_or_init(|| Self::from_env().unwrap_or_else(Self::start))
+    }
+
+    /// The one `python -m local.testenv -- cargo test` started, as its variables describe it.
+    fn from_env() -> Option<Self> {
+        let endpoint = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").ok()?;
+        let variables = ["USERS_TABLE", "EMAILS_TABLE", "HISTORY_TABLE"]
+            .into_iter()
+            .filter_map(|name| Some((name.to_owned(), std::env::var(name).ok()?)))
+            .collect();
+        Some(Self {
+            endpoint,
+            variables,
+            _server: None,
+        })
+    }
+
+    /// Starts one for this test process with `local.testenv --serve`, which prints the
+    /// endpoint and table variables as one JSON line.
+    fn start() -> Self {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let python = root.join(".venv/bin/python");
+        assert!(
+            python.exists(),
+            "integration tests need the local DynamoDB from the project's Python environment: \
+             run scripts/bootstrap once (or scripts/test, which runs everything)"
+        );
+        let mut child = Command::new(python)
+            .args(["-m", "local.testenv", "--serve"])
+            .current_dir(&root)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start python -m local.testenv --serve");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("piped stdout"))
+            .read_line(&mut line)
+            .expect("read the local DynamoDB's address");
+        let described: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|_| panic!("local.testenv --serve printed {line:?}"));
+        let variables: HashMap<String, String> =
+            serde_json::from_value(described["variables"].clone()).expect("table variables");
+        Self {
+            endpoint: variables["AWS_ENDPOINT_URL_DYNAMODB"].clone(),
+            variables,
+            _server: Some(child),
+        }
+    }
+
+    fn variable(&self, name: &str) -> String {
+        self.variables
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| panic!("the local environment has no {name}"))
+    }
+}
+
+/// An SDK configuration for a local endpoint: moto takes any credentials.
+pub async fn local_aws_config(endpoint: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("local", "local", None, None, "tests"))
+        .load()
+        .await
+}
 
 /// Everything a test needs to talk to the local DynamoDB.
 pub struct Local {
@@ -20,22 +116,18 @@ pub struct Local {
 }
 
 impl Local {
-    /// Connects to the endpoint in `AWS_ENDPOINT_URL_DYNAMODB`.
-    ///
-    /// # Panics
-    /// When the tests were not started through `scripts/test` (or `python -m local.testenv`).
+    /// Connects to the local DynamoDB, starting it first if this process has none yet.
     pub async fn connect() -> Self {
-        assert!(
-            std::env::var_os("AWS_ENDPOINT_URL_DYNAMODB").is_some(),
-            "integration tests need the local DynamoDB: run scripts/test, or \
-             `.venv/bin/python -m local.testenv -- cargo test`"
-        );
-        let aws = aws_config::load_from_env().await;
+        let local = LocalDynamoDb::get();
+        let aws = local_aws_config(&local.endpoint).await;
         Self {
             dynamodb: aws_sdk_dynamodb::Client::new(&aws),
             streams: aws_sdk_dynamodbstreams::Client::new(&aws),
-            tables: TableNames::from_env(),
-            history_table: required_env("HISTORY_TABLE"),
+            tables: TableNames {
+                users: local.variable("USERS_TABLE"),
+                emails: local.variable("EMAILS_TABLE"),
+            },
+            history_table: local.variable("HISTORY_TABLE"),
         }
     }
 
@@ -207,6 +299,31 @@ pub fn status_and_json(response: &Response<Body>) -> (u16, Value) {
     );
     let body = serde_json::from_slice(response.body().as_ref()).expect("a JSON body");
     (response.status().as_u16(), body)
+}
+
+/// `POST /create` with a body, through the real handler and the fixed clock.
+pub async fn create(users: &UserRepository, body: &str) -> (u16, Value) {
+    let request = http_request("POST", "/create", body);
+    let response = create_user::handle(users, fixed_clock, request)
+        .await
+        .expect("the handler never fails");
+    status_and_json(&response)
+}
+
+/// `POST /delete` with a body, through the real handler.
+pub async fn delete(users: &UserRepository, body: &str) -> (u16, Value) {
+    let request = http_request("POST", "/delete", body);
+    let response = delete_user::handle(users, request)
+        .await
+        .expect("the handler never fails");
+    status_and_json(&response)
+}
+
+/// A user registered through `POST /create`.
+pub async fn registered_user(users: &UserRepository, email: &str) -> User {
+    let (status, body) = create(users, &json!({"email": email}).to_string()).await;
+    assert_eq!(status, 201, "{body}");
+    serde_json::from_value(body).expect("a user")
 }
 
 /// An email no other test uses.

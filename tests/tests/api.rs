@@ -1,29 +1,12 @@
 //! The HTTP contract of /create and /delete, through the real handlers and the real SDK against
 //! a local DynamoDB API.
 
-use integration_tests::{Local, http_event_file, http_request, status_and_json, unique_email};
-use serde_json::{Value, json};
-use users_core::{Timestamp, UserId, UserRepository};
-
-const NOW: Timestamp = Timestamp(1_795_327_200_123);
-
-fn fixed_clock() -> Timestamp {
-    NOW
-}
-
-async fn create(users: &UserRepository, body: &str) -> (u16, Value) {
-    let request = http_request("POST", "/create", body);
-    let response = create_user::handle(users, fixed_clock, request)
-        .await
-        .unwrap();
-    status_and_json(&response)
-}
-
-async fn delete(users: &UserRepository, body: &str) -> (u16, Value) {
-    let request = http_request("POST", "/delete", body);
-    let response = delete_user::handle(users, request).await.unwrap();
-    status_and_json(&response)
-}
+use integration_tests::{
+    Local, NOW, create, delete, fixed_clock, http_event_file, http_request, local_aws_config,
+    status_and_json, unique_email,
+};
+use serde_json::json;
+use users_core::{UserId, UserRepository};
 
 #[tokio::test]
 async fn the_seed_lesson_create_delete_delete_again() {
@@ -237,12 +220,14 @@ async fn bad_delete_requests_are_rejected() {
 async fn an_unreachable_dynamodb_is_a_503_that_leaks_nothing() {
     let local = Local::connect().await;
     // GIVEN a repository whose endpoint refuses connections (nothing listens on port 9)
-    let aws = aws_config::from_env()
-        .endpoint_url("http://127.0.0.1:9")
+    let aws = local_aws_config("http://127.0.0.1:9").await;
+    let config = aws_sdk_dynamodb::config::Builder::from(&aws)
         .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
-        .load()
-        .await;
-    let users = UserRepository::new(aws_sdk_dynamodb::Client::new(&aws), local.tables.clone());
+        .build();
+    let users = UserRepository::new(
+        aws_sdk_dynamodb::Client::from_conf(config),
+        local.tables.clone(),
+    );
 
     let (status, body) = create(&users, &json!({"email": unique_email("down")}).to_string()).await;
     assert_eq!(

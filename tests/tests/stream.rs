@@ -3,16 +3,11 @@
 
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use aws_sdk_dynamodb::types::AttributeValue;
-use integration_tests::{Local, event_path, http_request, status_and_json, unique_email};
+use integration_tests::{Local, event_path, http_request, registered_user, unique_email};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 use user_stream::StreamBatch;
-use users_core::history::sortable_sequence_number;
-use users_core::{HistoryRepository, Timestamp, User, UserId};
-
-fn now() -> Timestamp {
-    Timestamp(1_795_327_200_000)
-}
+use users_core::{EpochSeconds, HistoryRepository, User, UserId, sortable_sequence_number};
 
 async fn run_stream(
     history: &HistoryRepository,
@@ -43,25 +38,14 @@ fn user_id_of(record: &Value) -> String {
         .to_owned()
 }
 
-async fn create(local: &Local, email: &str) -> User {
-    let request = http_request("POST", "/create", &json!({"email": email}).to_string());
-    let (status, body) = status_and_json(
-        &create_user::handle(&local.users(), now, request)
-            .await
-            .unwrap(),
-    );
-    assert_eq!(status, 201);
-    serde_json::from_value(body).unwrap()
-}
-
 #[tokio::test]
 async fn the_lesson_on_the_real_stream_is_recorded_and_a_poison_record_is_reported() {
     let local = Local::connect().await;
     let history = local.history();
 
     // GIVEN: alice created and deleted, bob created, through the real handlers ...
-    let alice = create(&local, &unique_email("alice")).await;
-    let bob = create(&local, &unique_email("bob")).await;
+    let alice = registered_user(&local.users(), &unique_email("alice")).await;
+    let bob = registered_user(&local.users(), &unique_email("bob")).await;
     let request = http_request(
         "POST",
         "/delete",
@@ -222,7 +206,7 @@ async fn the_sample_stream_event_is_handled() {
         entries[1].new_image.as_ref().unwrap().email.as_str(),
         "renamed@test.com"
     );
-    assert_eq!(entries[2].changed_at, 1_795_327_203);
+    assert_eq!(entries[2].changed_at, EpochSeconds(1_795_327_203));
 }
 
 /// Every file in `events/` is exercised by a test; a new file needs a test too.

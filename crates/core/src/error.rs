@@ -1,58 +1,51 @@
-//! The one error type of the users domain. Variants say what went wrong in a client's terms
-//! (invalid input, unknown user, taken email) or in AWS's terms (throttled, unavailable);
-//! [`crate::http`] maps them to status codes in one place.
+//! The users domain's error type: outcomes a caller must handle (unknown user, taken email) and
+//! faults of DynamoDB or of the stored data. Request errors belong to the HTTP crate, stream-record
+//! errors to [`crate::InvalidRecord`]; `users-http` maps these to status codes.
 
-use crate::user::{InvalidEmail, UserId};
-use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use crate::model::UserId;
+use aws_sdk_dynamodb::error::{BuildError, ProvideErrorMetadata, SdkError};
 
-/// A boxed error from a lower layer (the AWS SDK), kept as the source for logs.
+/// A boxed error from the AWS SDK, kept as the source for logs.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    // --- A client's mistakes: 4xx, and nothing is written. ---
-    #[error("request body is not valid JSON: {0}")]
-    MalformedJson(#[source] serde_json::Error),
-    #[error("request body must be a JSON object")]
-    NotAnObject,
-    #[error("`{0}` is required")]
-    MissingField(&'static str),
-    #[error("`{field}` must be {expected}")]
-    WrongType {
-        field: &'static str,
-        expected: &'static str,
-    },
-    #[error("unknown field `{0}`")]
-    UnknownField(String),
-    #[error("`email` is not a valid email address: {0}")]
-    InvalidEmail(#[from] InvalidEmail),
-    #[error("`id` is not a valid user id: expected a UUID")]
-    InvalidUserId,
-    #[error("request body is larger than {limit} bytes")]
-    PayloadTooLarge { limit: usize },
-    #[error("method {0} is not allowed: use POST")]
-    MethodNotAllowed(String),
+    // --- Outcomes of the domain's rules. ---
     #[error("no user with id {0}")]
     UserNotFound(UserId),
     #[error("a user with this email already exists")]
     EmailTaken,
 
-    // --- Faults of AWS or of our data: 5xx, details only in the logs. ---
+    // --- Faults of AWS: worth retrying later. ---
     #[error("DynamoDB throttled the request")]
     Throttled(#[source] BoxError),
     #[error("DynamoDB could not be reached")]
     Unavailable(#[source] BoxError),
+    /// DynamoDB cancelled a transaction because another one touched the same item, more often
+    /// than we retry.
+    #[error("the transaction kept colliding with concurrent transactions")]
+    TransactionConflict(#[source] BoxError),
+
+    // --- Faults of ours or of AWS: details only in the logs. ---
+    /// Any other failed SDK call (a missing table, a denied permission, a validation error).
     #[error("DynamoDB request failed")]
     DynamoDb(#[source] BoxError),
+    /// A request the SDK refused to build: a bug in this crate.
+    #[error("could not build a DynamoDB request")]
+    InvalidRequest(#[from] BuildError),
     #[error("a stored item is not a valid user")]
     CorruptItem(#[source] serde_dynamo::Error),
-    #[error("stream record is not a valid user change: {0}")]
-    InvalidStreamRecord(String),
+    /// A freshly generated id was already taken: a random v4 UUID collision, never overwritten.
+    #[error("user id {0} already exists")]
+    UserIdCollision(UserId),
+    /// The emails table says a user's email belongs to someone else: the two tables disagree.
+    #[error("the email of user {0} is registered to another user")]
+    EmailOwnedByAnother(UserId),
 }
 
 impl Error {
-    /// Classifies a failed SDK call: throttling and transport failures are worth retrying later
-    /// (503); anything else is our fault (500). The SDK has already retried what it could.
+    /// Classifies a failed SDK call: throttling and transport failures are worth retrying later;
+    /// anything else is a fault. The SDK has already retried what it could.
     pub fn from_sdk<E, R>(err: SdkError<E, R>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -78,5 +71,13 @@ impl Error {
         } else {
             Self::DynamoDb(Box::new(err))
         }
+    }
+
+    /// Whether the caller should be told to retry later: the fault is AWS's and passing.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Throttled(_) | Self::Unavailable(_) | Self::TransactionConflict(_)
+        )
     }
 }

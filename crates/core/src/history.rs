@@ -2,9 +2,9 @@
 //! state of a deleted user included, can be read back.
 
 use crate::error::Error;
-use crate::stream::ChangeEvent;
+use crate::model::{EpochSeconds, User, UserId};
+use crate::stream::{ChangeEvent, EventName};
 use crate::table;
-use crate::user::{User, UserId};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
@@ -23,14 +23,13 @@ pub struct HistoryEntry {
     pub user_id: UserId,
     /// The stream sequence number, zero-padded to 40 digits (the sort key).
     pub sequence_number: String,
-    /// INSERT, MODIFY or REMOVE.
-    pub event_name: String,
+    pub event_name: EventName,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub old_image: Option<User>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_image: Option<User>,
-    /// When DynamoDB recorded the change, in seconds since the Unix epoch.
-    pub changed_at: i64,
+    /// When DynamoDB recorded the change (whole seconds, as the stream gives it).
+    pub changed_at: EpochSeconds,
 }
 
 impl From<&ChangeEvent> for HistoryEntry {
@@ -38,7 +37,7 @@ impl From<&ChangeEvent> for HistoryEntry {
         Self {
             user_id: event.user_id,
             sequence_number: sortable_sequence_number(&event.sequence_number),
-            event_name: event.change.event_name().to_owned(),
+            event_name: event.change.event_name(),
             old_image: event.change.before().cloned(),
             new_image: event.change.after().cloned(),
             changed_at: event.changed_at,
@@ -145,14 +144,15 @@ mod tests {
         let entry = HistoryEntry {
             user_id: user.id,
             sequence_number: sortable_sequence_number("1"),
-            event_name: "INSERT".into(),
+            event_name: EventName::Insert,
             old_image: None,
             new_image: Some(user),
-            changed_at: 1,
+            changed_at: EpochSeconds(1),
         };
         let json = serde_json::to_value(&entry).unwrap();
         assert!(json.get(table::HISTORY_USER_ID).is_some());
         assert!(json.get(table::HISTORY_SEQUENCE_NUMBER).is_some());
         assert!(json.get("oldImage").is_none());
+        assert_eq!(json["eventName"], "INSERT");
     }
 }

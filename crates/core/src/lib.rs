@@ -1,20 +1,24 @@
 //! The users domain shared by every function: the `User` model and its validation, the table
-//! layout, DynamoDB access, the HTTP contract and the decoding of stream records.
+//! layout, DynamoDB access, and the decoding of stream records into typed changes. It knows
+//! nothing of HTTP (that is `users-http`), so the stream function links no HTTP stack.
 //!
 //! Functions never touch raw `AttributeValue` maps or attribute names: they go through the
-//! repositories here and get typed values back.
+//! repositories here and get typed values back. Every item is exported once, from the crate's
+//! root; only the attribute names keep their module, [`table`].
 
-pub mod error;
-pub mod history;
-pub mod http;
-pub mod stream;
+mod config;
+mod error;
+mod history;
+mod model;
+mod repository;
+mod stream;
 pub mod table;
-pub mod user;
-pub mod users;
 
-pub use error::Error;
-pub use history::{HistoryEntry, HistoryRepository};
-pub use stream::{ChangeEvent, UserChange};
-pub use table::TableNames;
-pub use user::{Email, Timestamp, User, UserId};
-pub use users::UserRepository;
+pub use config::{TableNames, required_env};
+pub use error::{BoxError, Error};
+pub use history::{HistoryEntry, HistoryRepository, Recorded, sortable_sequence_number};
+pub use model::{
+    Email, EpochSeconds, InvalidEmail, InvalidUserId, MAX_EMAIL_LEN, Timestamp, User, UserId,
+};
+pub use repository::UserRepository;
+pub use stream::{ChangeEvent, EventName, InvalidRecord, UserChange};

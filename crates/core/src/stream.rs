@@ -3,10 +3,52 @@
 //! The users table holds only users, so every record is about a user; a record whose keys or
 //! images do not decode to one is an error for the caller to report, never something to skip.
 
-use crate::error::Error;
-use crate::user::{User, UserId};
+use crate::model::{EpochSeconds, User, UserId};
 use aws_lambda_events::event::dynamodb::EventRecord;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Why a stream record is not a user change. The stream function reports such a record in
+/// `batchItemFailures`; it is never skipped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("stream record is not a valid user change: {reason}")]
+pub struct InvalidRecord {
+    pub reason: String,
+}
+
+impl InvalidRecord {
+    pub fn new(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The kind of a stream record, as DynamoDB names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum EventName {
+    Insert,
+    Modify,
+    Remove,
+}
+
+impl EventName {
+    /// The stream's name for it: `INSERT`, `MODIFY` or `REMOVE`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Insert => "INSERT",
+            Self::Modify => "MODIFY",
+            Self::Remove => "REMOVE",
+        }
+    }
+}
+
+impl fmt::Display for EventName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// What happened to a user, with the images the stream carried (NEW_AND_OLD_IMAGES).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,11 +60,11 @@ pub enum UserChange {
 
 impl UserChange {
     /// The stream's name for this kind of change.
-    pub fn event_name(&self) -> &'static str {
+    pub fn event_name(&self) -> EventName {
         match self {
-            Self::Created { .. } => "INSERT",
-            Self::Updated { .. } => "MODIFY",
-            Self::Deleted { .. } => "REMOVE",
+            Self::Created { .. } => EventName::Insert,
+            Self::Updated { .. } => EventName::Modify,
+            Self::Deleted { .. } => EventName::Remove,
         }
     }
 
@@ -49,8 +91,8 @@ pub struct ChangeEvent {
     pub user_id: UserId,
     /// The record's sequence number, as Lambda identifies it in `batchItemFailures`.
     pub sequence_number: String,
-    /// When DynamoDB wrote the record, in whole seconds since the Unix epoch.
-    pub changed_at: i64,
+    /// When DynamoDB wrote the record.
+    pub changed_at: EpochSeconds,
     pub change: UserChange,
 }
 
@@ -61,7 +103,7 @@ struct UserKey {
 
 impl ChangeEvent {
     /// Decodes a record's keys and images into a typed change.
-    pub fn decode(record: &EventRecord) -> Result<Self, Error> {
+    pub fn decode(record: &EventRecord) -> Result<Self, InvalidRecord> {
         let stream = &record.change;
         let sequence_number = stream
             .sequence_number
@@ -94,14 +136,14 @@ impl ChangeEvent {
         Ok(Self {
             user_id: key.id,
             sequence_number,
-            changed_at: stream.approximate_creation_date_time.timestamp(),
+            changed_at: EpochSeconds(stream.approximate_creation_date_time.timestamp()),
             change,
         })
     }
 }
 
 /// A stream image as a user; an absent image is an empty map in the Lambda event.
-fn image(item: &serde_dynamo::Item, name: &str) -> Result<Option<User>, Error> {
+fn image(item: &serde_dynamo::Item, name: &str) -> Result<Option<User>, InvalidRecord> {
     if item.is_empty() {
         return Ok(None);
     }
@@ -110,8 +152,8 @@ fn image(item: &serde_dynamo::Item, name: &str) -> Result<Option<User>, Error> {
         .map_err(|err| invalid(format!("its {name} is not a valid user: {err}")))
 }
 
-fn invalid(reason: impl Into<String>) -> Error {
-    Error::InvalidStreamRecord(reason.into())
+fn invalid(reason: impl Into<String>) -> InvalidRecord {
+    InvalidRecord::new(reason)
 }
 
 #[cfg(test)]
@@ -168,7 +210,7 @@ mod tests {
         );
         assert_eq!(created.user_id.to_string(), ID);
         assert_eq!(created.sequence_number, "111");
-        assert_eq!(created.changed_at, 1_700_000_000);
+        assert_eq!(created.changed_at, EpochSeconds(1_700_000_000));
 
         let updated = ChangeEvent::decode(&record(
             "MODIFY",
@@ -183,7 +225,7 @@ mod tests {
                 new: user("c@d.co")
             }
         );
-        assert_eq!(updated.change.event_name(), "MODIFY");
+        assert_eq!(updated.change.event_name().as_str(), "MODIFY");
 
         let deleted = ChangeEvent::decode(&record("REMOVE", Some(image("a@b.co")), None)).unwrap();
         assert_eq!(
@@ -210,10 +252,7 @@ mod tests {
         ];
         for case in cases {
             let result = ChangeEvent::decode(&case);
-            assert!(
-                matches!(result, Err(Error::InvalidStreamRecord(_))),
-                "{result:?}"
-            );
+            assert!(result.is_err(), "{result:?}");
         }
     }
 

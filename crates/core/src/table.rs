@@ -19,38 +19,7 @@ pub const HISTORY_USER_ID: &str = "userId";
 /// Sort key of the history table.
 pub const HISTORY_SEQUENCE_NUMBER: &str = "sequenceNumber";
 
-/// The physical table names, which CloudFormation chooses; read once at start-up.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableNames {
-    pub users: String,
-    pub emails: String,
-}
-
-impl TableNames {
-    /// Reads `USERS_TABLE` and `EMAILS_TABLE`.
-    ///
-    /// # Panics
-    /// At start-up, if either variable is missing: the function cannot work without them.
-    pub fn from_env() -> Self {
-        Self {
-            users: required_env("USERS_TABLE"),
-            emails: required_env("EMAILS_TABLE"),
-        }
-    }
-}
-
-/// Reads a configuration variable that must be set; for use at start-up only.
-///
-/// # Panics
-/// If the variable is missing or empty, naming it.
-pub fn required_env(name: &str) -> String {
-    match std::env::var(name) {
-        Ok(value) if !value.is_empty() => value,
-        _ => panic!("environment variable {name} must be set"),
-    }
-}
-
-use crate::user::{Email, UserId};
+use crate::model::{Email, UserId};
 use serde::{Deserialize, Serialize};
 
 /// An item of the emails table: who owns an email. Field names match the constants above.

@@ -1,9 +1,10 @@
-//! DynamoDB access for users: create with a unique email, delete by id. Both are single
-//! transactions, so a user and its email entry are always written or removed together.
+//! DynamoDB access for users: create with a unique email, delete by id, read by id. Writes are
+//! single transactions, so a user and its email claim are always written or removed together.
 
+use crate::config::TableNames;
 use crate::error::Error;
-use crate::table::{self, EmailItem, TableNames};
-use crate::user::{User, UserId};
+use crate::model::{User, UserId};
+use crate::table::{self, EmailItem};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -14,6 +15,24 @@ use std::time::Duration;
 /// How often a transaction that collided with another one on the same item is tried in all.
 /// DynamoDB cancels such transactions with `TransactionConflict`; the SDK does not retry them.
 const TRANSACTION_ATTEMPTS: u32 = 3;
+
+/// What each item of a transaction does, so a cancelled transaction says by name whose
+/// condition failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    PutUser,
+    ClaimEmail,
+    DeleteUser,
+    ReleaseEmail,
+}
+
+/// How a transaction ended when DynamoDB answered it.
+#[derive(Debug)]
+enum Transaction {
+    Committed,
+    /// Cancelled because the conditions of these steps failed; nothing was written.
+    ConditionFailed(Vec<Step>),
+}
 
 /// The users and emails tables, through one SDK client built at start-up.
 #[derive(Debug, Clone)]
@@ -45,29 +64,32 @@ impl UserRepository {
             .set_item(Some(user_item))
             .condition_expression("attribute_not_exists(#id)")
             .expression_attribute_names("#id", table::USER_ID)
-            .build()
-            .map_err(|err| Error::DynamoDb(err.into()))?;
+            .build()?;
         let claim_email = Put::builder()
             .table_name(&self.tables.emails)
             .set_item(Some(email_item))
             .condition_expression("attribute_not_exists(#email)")
             .expression_attribute_names("#email", table::EMAIL)
-            .build()
-            .map_err(|err| Error::DynamoDb(err.into()))?;
+            .build()?;
 
         let outcome = self
-            .transact([
-                TransactWriteItem::builder().put(put_user).build(),
-                TransactWriteItem::builder().put(claim_email).build(),
+            .transact(vec![
+                (
+                    Step::PutUser,
+                    TransactWriteItem::builder().put(put_user).build(),
+                ),
+                (
+                    Step::ClaimEmail,
+                    TransactWriteItem::builder().put(claim_email).build(),
+                ),
             ])
             .await?;
         match outcome {
             Transaction::Committed => Ok(()),
-            Transaction::ConditionFailed(failed) if failed[1] => Err(Error::EmailTaken),
-            // A random v4 id that already exists: astronomically unlikely, never overwritten.
-            Transaction::ConditionFailed(_) => Err(Error::DynamoDb(
-                format!("user id {} already exists", user.id).into(),
-            )),
+            Transaction::ConditionFailed(failed) if failed.contains(&Step::ClaimEmail) => {
+                Err(Error::EmailTaken)
+            }
+            Transaction::ConditionFailed(_) => Err(Error::UserIdCollision(user.id)),
         }
     }
 
@@ -84,8 +106,7 @@ impl UserRepository {
             .expression_attribute_names("#id", table::USER_ID)
             .expression_attribute_names("#email", table::USER_EMAIL)
             .expression_attribute_values(":email", AttributeValue::S(user.email.to_string()))
-            .build()
-            .map_err(|err| Error::DynamoDb(err.into()))?;
+            .build()?;
         let release_email = Delete::builder()
             .table_name(&self.tables.emails)
             .key(table::EMAIL, AttributeValue::S(user.email.to_string()))
@@ -93,22 +114,27 @@ impl UserRepository {
             .expression_attribute_names("#email", table::EMAIL)
             .expression_attribute_names("#owner", table::EMAIL_OWNER)
             .expression_attribute_values(":id", AttributeValue::S(id.to_string()))
-            .build()
-            .map_err(|err| Error::DynamoDb(err.into()))?;
+            .build()?;
 
         let outcome = self
-            .transact([
-                TransactWriteItem::builder().delete(delete_user).build(),
-                TransactWriteItem::builder().delete(release_email).build(),
+            .transact(vec![
+                (
+                    Step::DeleteUser,
+                    TransactWriteItem::builder().delete(delete_user).build(),
+                ),
+                (
+                    Step::ReleaseEmail,
+                    TransactWriteItem::builder().delete(release_email).build(),
+                ),
             ])
             .await?;
         match outcome {
             Transaction::Committed => Ok(user),
-            // Deleted by a concurrent request between our read and our write.
-            Transaction::ConditionFailed(failed) if failed[0] => Err(Error::UserNotFound(id)),
-            Transaction::ConditionFailed(_) => Err(Error::DynamoDb(
-                format!("email of user {id} is registered to another user").into(),
-            )),
+            // Deleted (or changed) by a concurrent request between our read and our write.
+            Transaction::ConditionFailed(failed) if failed.contains(&Step::DeleteUser) => {
+                Err(Error::UserNotFound(id))
+            }
+            Transaction::ConditionFailed(_) => Err(Error::EmailOwnedByAnother(id)),
         }
     }
 
@@ -130,46 +156,41 @@ impl UserRepository {
             .map_err(Error::CorruptItem)
     }
 
-    /// Runs a two-item transaction, retrying it when it collided with another transaction.
-    async fn transact(&self, items: [TransactWriteItem; 2]) -> Result<Transaction, Error> {
+    /// Runs a transaction, trying it again when it collided with another transaction.
+    async fn transact(&self, steps: Vec<(Step, TransactWriteItem)>) -> Result<Transaction, Error> {
+        let (names, items): (Vec<Step>, Vec<TransactWriteItem>) = steps.into_iter().unzip();
         let mut attempt = 1;
         loop {
             let result = self
                 .client
                 .transact_write_items()
-                .set_transact_items(Some(items.to_vec()))
+                .set_transact_items(Some(items.clone()))
                 .send()
                 .await;
             let err = match result {
                 Ok(_) => return Ok(Transaction::Committed),
                 Err(err) => err,
             };
-            let reasons: Vec<Option<String>> = match &err {
-                SdkError::ServiceError(service) => match service.err() {
-                    TransactWriteItemsError::TransactionCanceledException(cancelled) => cancelled
-                        .cancellation_reasons()
-                        .iter()
-                        .map(|reason| reason.code().map(str::to_owned))
-                        .collect(),
-                    _ => return Err(Error::from_sdk(err)),
-                },
-                _ => return Err(Error::from_sdk(err)),
+            let Some(reasons) = cancellation_reasons(&err) else {
+                return Err(Error::from_sdk(err));
             };
-            let failed = [0, 1].map(|i| {
-                reasons.get(i).and_then(Option::as_deref) == Some("ConditionalCheckFailed")
-            });
-            if failed.iter().any(|&f| f) {
+            let failed: Vec<Step> = names
+                .iter()
+                .zip(&reasons)
+                .filter(|(_, reason)| reason.as_deref() == Some("ConditionalCheckFailed"))
+                .map(|(step, _)| *step)
+                .collect();
+            if !failed.is_empty() {
                 return Ok(Transaction::ConditionFailed(failed));
             }
             let conflicted = reasons
                 .iter()
-                .any(|code| code.as_deref() == Some("TransactionConflict"));
-            if !conflicted || attempt == TRANSACTION_ATTEMPTS {
-                return Err(if conflicted {
-                    Error::Throttled(Box::new(err))
-                } else {
-                    Error::from_sdk(err)
-                });
+                .any(|reason| reason.as_deref() == Some("TransactionConflict"));
+            if !conflicted {
+                return Err(Error::from_sdk(err));
+            }
+            if attempt == TRANSACTION_ATTEMPTS {
+                return Err(Error::TransactionConflict(Box::new(err)));
             }
             tracing::warn!(attempt, "transaction conflicted with another one; retrying");
             tokio::time::sleep(Duration::from_millis(25 * u64::from(attempt))).await;
@@ -178,9 +199,22 @@ impl UserRepository {
     }
 }
 
-/// How a transaction ended when DynamoDB answered it.
-enum Transaction {
-    Committed,
-    /// Cancelled because the condition of these items (in request order) failed.
-    ConditionFailed([bool; 2]),
+/// The per-item reason codes of a cancelled transaction, in request order; `None` when the
+/// transaction failed for another reason.
+fn cancellation_reasons<R>(
+    err: &SdkError<TransactWriteItemsError, R>,
+) -> Option<Vec<Option<String>>> {
+    let SdkError::ServiceError(service) = err else {
+        return None;
+    };
+    let TransactWriteItemsError::TransactionCanceledException(cancelled) = service.err() else {
+        return None;
+    };
+    Some(
+        cancelled
+            .cancellation_reasons()
+            .iter()
+            .map(|reason| reason.code().map(str::to_owned))
+            .collect(),
+    )
 }

@@ -83,6 +83,12 @@ impl Timestamp {
     }
 }
 
+/// Whole seconds since the Unix epoch: the precision of the time DynamoDB gives a stream
+/// record (`ApproximateCreationDateTime`), kept as it comes rather than padded to milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EpochSeconds(pub i64);
+
 /// The longest address SMTP can carry (RFC 5321 path limit less the angle brackets).
 pub const MAX_EMAIL_LEN: usize = 254;
 const MAX_LOCAL_PART_LEN: usize = 64;

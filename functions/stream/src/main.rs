@@ -1,6 +1,5 @@
 use lambda_runtime::{Error, run, service_fn, tracing};
-use users_core::HistoryRepository;
-use users_core::table::required_env;
+use users_core::{HistoryRepository, required_env};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

@@ -11,8 +11,19 @@ use futures::stream::{self, StreamExt};
 use lambda_runtime::{Error, LambdaEvent};
 use serde::Deserialize;
 use serde_json::Value;
-use users_core::history::Recorded;
-use users_core::{ChangeEvent, HistoryRepository};
+use users_core::{ChangeEvent, HistoryRepository, InvalidRecord, Recorded};
+
+/// Why one record of a batch failed; either way it goes into `batchItemFailures`.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// Not a user change (or not even a stream record): retrying cannot help, but Lambda's
+    /// retries and then the on-failure destination keep it from being lost silently.
+    #[error(transparent)]
+    Invalid(#[from] InvalidRecord),
+    /// The history table could not be written.
+    #[error("could not record the change")]
+    History(#[from] users_core::Error),
+}
 
 /// A batch as Lambda delivers it. Records stay raw JSON until each is decoded on its own, so one
 /// malformed record fails alone instead of failing the whole batch's deserialisation.
@@ -36,7 +47,7 @@ pub async fn handle(
     history: &HistoryRepository,
     event: LambdaEvent<StreamBatch>,
 ) -> Result<DynamoDbEventResponse, Error> {
-    let outcomes: Vec<(Option<String>, Result<(), users_core::Error>)> =
+    let outcomes: Vec<(Option<String>, Result<(), RecordError>)> =
         stream::iter(event.payload.records)
             .map(|record| async move {
                 let sequence_number = record
@@ -69,9 +80,9 @@ pub async fn handle(
     Ok(response)
 }
 
-async fn process(history: &HistoryRepository, record: Value) -> Result<(), users_core::Error> {
-    let record: EventRecord = serde_json::from_value(record)
-        .map_err(|err| users_core::Error::InvalidStreamRecord(err.to_string()))?;
+async fn process(history: &HistoryRepository, record: Value) -> Result<(), RecordError> {
+    let record: EventRecord =
+        serde_json::from_value(record).map_err(|err| InvalidRecord::new(err.to_string()))?;
     let event = ChangeEvent::decode(&record)?;
     let outcome = match history.record(&event).await? {
         Recorded::Written => "recorded",
@@ -79,7 +90,7 @@ async fn process(history: &HistoryRepository, record: Value) -> Result<(), users
     };
     // The email is personal data: log who changed and how, never the address itself.
     tracing::info!(
-        event_name = event.change.event_name(),
+        event_name = event.change.event_name().as_str(),
         user_id = %event.user_id,
         sequence_number = %event.sequence_number,
         outcome,

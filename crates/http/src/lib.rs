@@ -1,0 +1,11 @@
+//! The HTTP contract of the users API, between API Gateway and the domain: how a request's
+//! method and body are checked, which errors a request can have, how every error maps to a
+//! status code (in one place, [`ApiError::status`]) and how results become JSON responses.
+
+mod error;
+mod request;
+mod response;
+
+pub use error::{ApiError, RequestError};
+pub use request::{MAX_BODY_BYTES, json_object_body, only_string_field, require_method};
+pub use response::{error_response, respond};

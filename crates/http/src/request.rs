@@ -1,0 +1,138 @@
+//! Reading a request: its method, and a small JSON object body.
+
+use crate::error::RequestError;
+use lambda_http::Request;
+use lambda_http::http::Method;
+use serde_json::{Map, Value};
+
+/// The largest body a request of this API ever needs, with room to spare: a 254-character email
+/// or a UUID in a small JSON object.
+pub const MAX_BODY_BYTES: usize = 4 * 1024;
+
+/// Checks that a request uses the route's method. API Gateway routes by method already; this
+/// answers a function invoked directly (cargo lambda, a test event) the way a client expects.
+pub fn require_method(request: &Request, allowed: Method) -> Result<(), RequestError> {
+    if request.method() == allowed {
+        Ok(())
+    } else {
+        Err(RequestError::MethodNotAllowed {
+            method: request.method().clone(),
+            allowed,
+        })
+    }
+}
+
+/// The fields of a request's JSON object body, checked for size and shape.
+///
+/// The content-type header is not required: `curl -d` and API Gateway's test events often
+/// omit it, and the body is JSON either way. lambda_http has already decoded base64 bodies.
+pub fn json_object_body(request: &Request) -> Result<Map<String, Value>, RequestError> {
+    let bytes: &[u8] = request.body().as_ref();
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(RequestError::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+        });
+    }
+    match serde_json::from_slice::<Value>(bytes).map_err(RequestError::MalformedJson)? {
+        Value::Object(fields) => Ok(fields),
+        _ => Err(RequestError::NotAnObject),
+    }
+}
+
+/// Takes the one string field a request must have, rejecting any other field so that a client
+/// who sends `id` or `timestamp` to /create learns they are not theirs to choose.
+pub fn only_string_field(
+    mut fields: Map<String, Value>,
+    name: &'static str,
+) -> Result<String, RequestError> {
+    let value = fields
+        .remove(name)
+        .ok_or(RequestError::MissingField(name))?;
+    if let Some(unknown) = fields.keys().next() {
+        return Err(RequestError::UnknownField(unknown.clone()));
+    }
+    match value {
+        Value::String(text) => Ok(text),
+        _ => Err(RequestError::WrongType {
+            field: name,
+            expected: "a string",
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambda_http::Body;
+
+    fn post(body: &str) -> Request {
+        let mut request = Request::new(Body::Text(body.to_owned()));
+        *request.method_mut() = Method::POST;
+        request
+    }
+
+    #[test]
+    fn reads_a_json_object_body() {
+        let fields = json_object_body(&post(r#"{"email": "a@b.co"}"#)).unwrap();
+        assert_eq!(only_string_field(fields, "email").unwrap(), "a@b.co");
+    }
+
+    #[test]
+    fn rejects_bodies_of_the_wrong_shape() {
+        assert!(matches!(
+            json_object_body(&post("{")),
+            Err(RequestError::MalformedJson(_))
+        ));
+        assert!(matches!(
+            json_object_body(&post("")),
+            Err(RequestError::MalformedJson(_))
+        ));
+        assert!(matches!(
+            json_object_body(&post("[1]")),
+            Err(RequestError::NotAnObject)
+        ));
+        assert!(matches!(
+            json_object_body(&post("\"x\"")),
+            Err(RequestError::NotAnObject)
+        ));
+        let big = format!(r#"{{"email": "{}"}}"#, "a".repeat(MAX_BODY_BYTES));
+        assert!(matches!(
+            json_object_body(&post(&big)),
+            Err(RequestError::PayloadTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn only_the_route_s_method_is_allowed() {
+        assert!(require_method(&post("{}"), Method::POST).is_ok());
+        let mut get = post("{}");
+        *get.method_mut() = Method::GET;
+        assert!(matches!(
+            require_method(&get, Method::POST),
+            Err(RequestError::MethodNotAllowed { method, allowed })
+                if method == Method::GET && allowed == Method::POST
+        ));
+        assert!(require_method(&get, Method::GET).is_ok());
+    }
+
+    #[test]
+    fn requires_exactly_one_string_field() {
+        let fields = |json: &str| json_object_body(&post(json)).unwrap();
+        assert!(matches!(
+            only_string_field(fields("{}"), "email"),
+            Err(RequestError::MissingField("email"))
+        ));
+        assert!(matches!(
+            only_string_field(fields(r#"{"email": 5}"#), "email"),
+            Err(RequestError::WrongType { field: "email", .. })
+        ));
+        assert!(matches!(
+            only_string_field(fields(r#"{"email": null}"#), "email"),
+            Err(RequestError::WrongType { field: "email", .. })
+        ));
+        assert!(matches!(
+            only_string_field(fields(r#"{"email": "a@b.co", "id": "x"}"#), "email"),
+            Err(RequestError::UnknownField(f)) if f == "id"
+        ));
+    }
+}
