@@ -82,8 +82,9 @@ class Discarded:
     condition: str  # RetryAttemptsExhausted | RecordAgeExceeded
     invoke_count: int
     outcome: Outcome | None
+    shard_id: str = ""
 
-    def invocation_record(self, function_arn: str, shard_id: str, stream_arn: str) -> dict:
+    def invocation_record(self, function_arn: str, stream_arn: str) -> dict:
         """The message Lambda sends to an on-failure destination for a stream batch."""
         arrivals = [r["dynamodb"].get("ApproximateCreationDateTime", 0) for r in self.records]
         message: dict[str, Any] = {
@@ -96,7 +97,7 @@ class Discarded:
             "version": "1.0",
             "timestamp": _iso(time.time(), millis=True),
             "DDBStreamBatchInfo": {
-                "shardId": shard_id,
+                "shardId": self.shard_id,
                 "startSequenceNumber": self.records[0]["dynamodb"]["SequenceNumber"],
                 "endSequenceNumber": self.records[-1]["dynamodb"]["SequenceNumber"],
                 "approximateArrivalOfFirstRecord": _iso(min(arrivals)),
@@ -130,14 +131,15 @@ class BatchProcessor:
         self._wait = wait
         self.invocations = 0
 
-    def process(self, batch: list[dict], stopping: Callable[[], bool] = lambda: False) -> bool:
-        """Returns when every record is processed or discarded (True), or on stop (False)."""
+    def process(self, batch: list[dict], shard_id: str = "", stopping: Callable[[], bool] = lambda: False) -> bool:
+        """Delivers a batch of one shard. Returns when every record is processed or discarded
+        (True), or on stop (False)."""
         work: deque[tuple[list[dict], int]] = deque([(batch, 0)])
         while work:
             if stopping():
                 return False
             records, retries = work.popleft()
-            records = self._without_expired(records, retries)
+            records = self._without_expired(records, retries, shard_id)
             if not records:
                 continue
             self.invocations += 1
@@ -147,7 +149,7 @@ class BatchProcessor:
                 continue
             limit = self.settings.max_retry_attempts
             if limit >= 0 and retries >= limit:
-                self._discard(Discarded(failed, "RetryAttemptsExhausted", retries + 1, outcome))
+                self._discard(Discarded(failed, "RetryAttemptsExhausted", retries + 1, outcome, shard_id))
                 continue
             self._wait(RETRY_BACKOFF)
             if whole_batch_failed and self.settings.bisect_on_error and len(failed) > 1:
@@ -158,14 +160,14 @@ class BatchProcessor:
                 work.appendleft((failed, retries + 1))
         return True
 
-    def _without_expired(self, records: list[dict], retries: int) -> list[dict]:
+    def _without_expired(self, records: list[dict], retries: int, shard_id: str) -> list[dict]:
         max_age = self.settings.max_record_age
         if max_age < 0:
             return records
         now = self._clock()
         expired = [r for r in records if now - r["dynamodb"]["ApproximateCreationDateTime"] > max_age]
         if expired:
-            self._discard(Discarded(expired, "RecordAgeExceeded", retries, None))
+            self._discard(Discarded(expired, "RecordAgeExceeded", retries, None, shard_id))
         return [r for r in records if r not in expired]
 
     def _failed_part(self, records: list[dict], outcome: Outcome) -> tuple[list[dict], bool]:
@@ -206,6 +208,32 @@ def lambda_record(record: dict, stream_arn: str) -> dict:
     }
 
 
+def read_shard(streams_client, stream_arn: str, shard_id: str, after: str | None) -> list[dict]:
+    """The next records of a shard after a sequence number (None: from its start).
+
+    A fresh iterator for every read, rather than NextShardIterator: moto undoes a cancelled
+    transaction by swapping in a copy of the table, which strands older iterators on a dead copy
+    of the shard (one that even holds the undone writes).
+    """
+    if after is None:
+        position = {"ShardIteratorType": "TRIM_HORIZON"}
+    else:
+        position = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": after}
+    iterator = streams_client.get_shard_iterator(StreamArn=stream_arn, ShardId=shard_id, **position)
+    return streams_client.get_records(ShardIterator=iterator["ShardIterator"], Limit=1000).get("Records", [])
+
+
+def read_stream(streams_client, stream_arn: str) -> list[dict]:
+    """Every record of every shard of a stream so far, in shard order."""
+    records: list[dict] = []
+    for shard in streams_client.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]:
+        last = None
+        while page := read_shard(streams_client, stream_arn, shard["ShardId"], last):
+            records += page
+            last = page[-1]["dynamodb"]["SequenceNumber"]
+    return records
+
+
 class StreamPoller:
     """Polls every shard of one stream and feeds batches to a BatchProcessor, on a thread."""
 
@@ -229,7 +257,6 @@ class StreamPoller:
         self._last_sequence: dict[str, str | None] = {}
         self._pending: dict[str, list[dict]] = {}
         self._first_pending_at: dict[str, float] = {}
-        self.shard_id: str = ""
 
     def start(self) -> None:
         self._thread.start()
@@ -276,18 +303,7 @@ class StreamPoller:
         return last
 
     def _read(self, shard_id: str, after: str | None) -> list[dict]:
-        """The next records of a shard after a sequence number (None: from its start).
-
-        A fresh iterator for every read, rather than NextShardIterator: moto undoes a cancelled
-        transaction by swapping in a copy of the table, which strands older iterators on a dead
-        copy of the shard (one that even holds the undone writes).
-        """
-        if after is None:
-            position = {"ShardIteratorType": "TRIM_HORIZON"}
-        else:
-            position = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": after}
-        iterator = self._streams.get_shard_iterator(StreamArn=self._stream_arn, ShardId=shard_id, **position)
-        return self._streams.get_records(ShardIterator=iterator["ShardIterator"], Limit=1000).get("Records", [])
+        return read_shard(self._streams, self._stream_arn, shard_id, after)
 
     def _poll(self, shard_id: str) -> bool:
         """Reads what is new on one shard and delivers a batch when one is due."""
@@ -312,8 +328,7 @@ class StreamPoller:
             self._first_pending_at[shard_id] = time.monotonic()
         else:
             self._first_pending_at.pop(shard_id, None)
-        self.shard_id = shard_id
-        self._processor.process(batch, stopping=self._stop.is_set)
+        self._processor.process(batch, shard_id, stopping=self._stop.is_set)
         return True
 
 

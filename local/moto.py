@@ -3,6 +3,7 @@ told), with the template's tables, and stopped when done (or when its parent die
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -51,13 +52,14 @@ class MotoServer:
             if probe.connect_ex(("127.0.0.1", self.port)) == 0:
                 raise RuntimeError(f"port {self.port} is already in use (choose another DynamoDB port)")
         executable = Path(sys.executable).with_name("moto_server")
-        output = open(self._log, "ab") if self._log else subprocess.DEVNULL
-        self._process = subprocess.Popen(
-            [str(executable), "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            preexec_fn=processes.die_with_parent,
-        )
+        # The child gets its own copy of the log's descriptor; ours is closed once it has started.
+        with open(self._log or os.devnull, "ab") as output:
+            self._process = subprocess.Popen(
+                [str(executable), "-H", "127.0.0.1", "-p", str(self.port)],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                preexec_fn=processes.die_with_parent,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:

@@ -24,7 +24,7 @@ from .esm import BatchProcessor, Discarded, StreamPoller, StreamSettings, as_jso
 from .httpapi import HttpApi, routes_from
 from .moto import MotoServer
 from .processes import Log
-from .runtime import LocalFunction
+from .runtime import LocalFunction, Outcome
 from .template import ROOT, Template, functions
 
 STATE = ROOT / ".local"
@@ -106,14 +106,13 @@ class Stack:
             return
         table = props["Stream"]["Fn::GetAtt"][0]
         stream_arn = self.moto.client("dynamodb").describe_table(TableName=table)["Table"]["LatestStreamArn"]
-        poller_ref: list[StreamPoller] = []
 
-        def invoke(event: dict) -> object:
+        def invoke(event: dict) -> Outcome:
             records = event["Records"]
             self.log.line(tag, f"invoking {function.tag} with {len(records)} record(s) "
                                f"{records[0]['dynamodb']['SequenceNumber']}..{records[-1]['dynamodb']['SequenceNumber']}")
             outcome = function.invoke(event)
-            failures = (outcome.payload or {}).get("batchItemFailures") if outcome.ok and isinstance(outcome.payload, dict) else None
+            failures = outcome.payload.get("batchItemFailures") if outcome.ok and isinstance(outcome.payload, dict) else None
             if not outcome.ok:
                 self.log.line(tag, f"function error: {outcome.error}")
             elif failures:
@@ -121,13 +120,10 @@ class Stack:
             return outcome
 
         def discard(discarded: Discarded) -> None:
-            shard = poller_ref[0].shard_id if poller_ref else ""
-            message = discarded.invocation_record(function.arn, shard, stream_arn)
-            self._send_to_destination(tag, settings.on_failure, message)
+            self._send_to_destination(tag, settings.on_failure, discarded.invocation_record(function.arn, stream_arn))
 
         processor = BatchProcessor(settings, invoke, discard)
         poller = StreamPoller(tag, self.moto.client("dynamodbstreams"), stream_arn, settings, processor, self.log)
-        poller_ref.append(poller)
         poller.start()
         self.pollers.append(poller)
         self.log.line(tag, f"{table} stream -> {function.tag} (batch {settings.batch_size}, window {settings.batching_window:g}s, "

@@ -141,8 +141,8 @@ def test_a_retried_record_that_ages_out_is_discarded():
 
 
 def test_on_failure_message_has_lambdas_shape():
-    discarded = Discarded(records(3), "RetryAttemptsExhausted", 4, Outcome(payload={}))
-    message = discarded.invocation_record("arn:fn", "shardId-1", "arn:stream")
+    discarded = Discarded(records(3), "RetryAttemptsExhausted", 4, Outcome(payload={}), shard_id="shardId-1")
+    message = discarded.invocation_record("arn:fn", "arn:stream")
     assert message["requestContext"]["condition"] == "RetryAttemptsExhausted"
     assert message["requestContext"]["approximateInvokeCount"] == 4
     assert message["requestContext"]["functionArn"] == "arn:fn"

@@ -30,7 +30,7 @@ class Collector:
         self.batches: list[list[str]] = []
         self.changed = threading.Event()
 
-    def process(self, batch, stopping=lambda: False):
+    def process(self, batch, shard_id="", stopping=lambda: False):
         self.batches.append([r["dynamodb"]["Keys"]["id"]["S"] for r in batch])
         self.changed.set()
         return True

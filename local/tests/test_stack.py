@@ -16,7 +16,7 @@ import time
 import uuid
 from pathlib import Path
 
-from local.esm import StreamSettings
+from local.esm import StreamSettings, read_stream
 from local.harness import RunningStack
 from local.moto import free_port
 from local.template import ROOT, Template, functions
@@ -128,18 +128,8 @@ def test_the_lesson_the_poison_record_and_a_clean_stop(tmp_path):
 
 
 def _stream_records(stack: RunningStack) -> list[dict]:
-    dynamodb, streams = stack.aws("dynamodb"), stack.aws("dynamodbstreams")
-    arn = dynamodb.describe_table(TableName="UsersTable")["Table"]["LatestStreamArn"]
-    records = []
-    for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
-        iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-        while iterator:
-            page = streams.get_records(ShardIterator=iterator)
-            if not page["Records"]:
-                break
-            records += page["Records"]
-            iterator = page.get("NextShardIterator")
-    return records
+    arn = stack.aws("dynamodb").describe_table(TableName="UsersTable")["Table"]["LatestStreamArn"]
+    return read_stream(stack.aws("dynamodbstreams"), arn)
 
 
 def test_a_busy_port_is_reported_and_nothing_is_left_running():
