@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -207,7 +208,21 @@ class HttpApi:
                     event["body"] = text
                 return event
 
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+            def __getattr__(self, name: str):
+                # http.server answers a method without a do_<METHOD> with its HTML 501. API
+                # Gateway routes every method: one the template lacks gets 404 JSON, like a path.
+                if name.startswith("do_"):
+                    return self._serve
+                raise AttributeError(name)
+
+            def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+                # What http.server rejects before routing (a malformed request line, a header too
+                # long) is answered in JSON too, never with Python's HTML error page.
+                self.close_connection = True
+                # Before the request line is understood, http.server assumes HTTP/0.9, which has
+                # no status line or headers; answer as HTTP/1.1 does.
+                self.request_version = "HTTP/1.1"
+                self._message(code, message or HTTPStatus(code).phrase)
 
         return Handler
 

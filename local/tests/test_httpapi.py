@@ -2,8 +2,13 @@
 matches them, and function responses become HTTP as API Gateway turns them."""
 
 import base64
+import http.client
+import io
+import json
+import socket
 
-from local.httpapi import routes_from, to_http
+from local.httpapi import HttpApi, routes_from, to_http
+from local.processes import Log
 from local.template import Template, functions
 
 
@@ -54,3 +59,33 @@ def test_responses_become_http_as_api_gateway_makes_them():
     assert binary[3] == b"\x00\x01"
     # A payload that is not a response object is a 200 with the payload as JSON.
     assert to_http({"hello": "world"}) == (200, {"Content-Type": "application/json"}, [], b'{"hello": "world"}')
+
+
+def raw_request(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Sends bytes as they are (any method, even a malformed line) and reads the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request)
+        response = http.client.HTTPResponse(sock, method=request.split(b" ")[0].decode())
+        response.begin()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+
+
+def test_any_method_or_path_the_template_does_not_route_gets_api_gateways_json_404():
+    routes = routes_from({Fn("Create"): {"E": {"Type": "HttpApi", "Properties": {"Path": "/create", "Method": "POST"}}}})
+    api = HttpApi(routes, "127.0.0.1", 0, Log(io.StringIO()))
+    api.start()
+    try:
+        for method in ("TRACE", "OPTIONS", "PATCH", "PUT", "DELETE", "GET", "HEAD", "PROPFIND", "BREW"):
+            for path in ("/create", "/nowhere"):
+                status, headers, body = raw_request(api.port, f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".encode())
+                assert (status, headers["content-type"]) == (404, "application/json"), (method, path)
+                if method != "HEAD":
+                    assert json.loads(body) == {"message": "Not Found"}, (method, path)
+        status, headers, _ = raw_request(api.port, b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
+        assert (status, headers["content-type"]) == (404, "application/json")
+        # What the server cannot even parse is answered in JSON too, not with an HTML page.
+        status, headers, body = raw_request(api.port, b"NOT A REQUEST LINE AT ALL\r\n\r\n")
+        assert (status, headers["content-type"]) == (400, "application/json")
+        assert "message" in json.loads(body)
+    finally:
+        api.stop()

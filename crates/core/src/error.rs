@@ -21,6 +21,9 @@ pub enum Error {
     Throttled(#[source] BoxError),
     #[error("DynamoDB could not be reached")]
     Unavailable(#[source] BoxError),
+    /// DynamoDB had not answered when the invocation's deadline (less a margin) came.
+    #[error("DynamoDB did not answer before the invocation's deadline")]
+    DeadlineExceeded,
     /// DynamoDB cancelled a transaction because another one touched the same item, more often
     /// than we retry.
     #[error("the transaction kept colliding with concurrent transactions")]
@@ -77,7 +80,10 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            Self::Throttled(_) | Self::Unavailable(_) | Self::TransactionConflict(_)
+            Self::Throttled(_)
+                | Self::Unavailable(_)
+                | Self::DeadlineExceeded
+                | Self::TransactionConflict(_)
         )
     }
 }

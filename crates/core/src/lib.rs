@@ -7,6 +7,7 @@
 //! root; only the attribute names keep their module, [`table`].
 
 mod config;
+mod deadline;
 mod error;
 mod history;
 mod model;
@@ -14,7 +15,8 @@ mod repository;
 mod stream;
 pub mod table;
 
-pub use config::{TableNames, required_env};
+pub use config::{TableNames, dynamodb_timeouts, load_aws_config, required_env};
+pub use deadline::{ANSWER_MARGIN, Deadline};
 pub use error::{BoxError, Error};
 pub use history::{HistoryEntry, HistoryRepository, Recorded, sortable_sequence_number};
 pub use model::{

@@ -7,5 +7,7 @@ mod request;
 mod response;
 
 pub use error::{ApiError, RequestError};
-pub use request::{MAX_BODY_BYTES, json_object_body, only_string_field, require_method};
+pub use request::{
+    MAX_BODY_BYTES, deadline_of, json_object_body, only_string_field, require_method,
+};
 pub use response::{error_response, respond};

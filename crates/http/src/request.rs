@@ -1,9 +1,10 @@
 //! Reading a request: its method, and a small JSON object body.
 
 use crate::error::RequestError;
-use lambda_http::Request;
 use lambda_http::http::Method;
+use lambda_http::{Request, RequestExt};
 use serde_json::{Map, Value};
+use users_core::Deadline;
 
 /// The largest body a request of this API ever needs, with room to spare: a 254-character email
 /// or a UUID in a small JSON object.
@@ -20,6 +21,16 @@ pub fn require_method(request: &Request, allowed: Method) -> Result<(), RequestE
             allowed,
         })
     }
+}
+
+/// When the invocation serving a request must have answered: Lambda's deadline, which the runtime
+/// puts in the request's context. A request built by hand (a test) has none.
+pub fn deadline_of(request: &Request) -> Deadline {
+    request
+        .lambda_context_ref()
+        .map_or_else(Deadline::none, |context| {
+            Deadline::from_lambda(context.deadline)
+        })
 }
 
 /// The fields of a request's JSON object body, checked for size and shape.

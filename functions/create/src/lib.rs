@@ -28,7 +28,9 @@ async fn create_user(
     let fields = users_http::json_object_body(request)?;
     let email = Email::parse(&users_http::only_string_field(fields, "email")?)?;
     let user = User::register(email, clock());
-    users.create(&user).await?;
+    users_http::deadline_of(request)
+        .bound(users.create(&user))
+        .await?;
     tracing::info!(user_id = %user.id, "user created");
     Ok(user)
 }

@@ -21,7 +21,9 @@ async fn delete_user(users: &UserRepository, request: &Request) -> Result<User, 
     users_http::require_method(request, Method::POST)?;
     let fields = users_http::json_object_body(request)?;
     let id = UserId::parse(&users_http::only_string_field(fields, "id")?)?;
-    let user = users.delete(id).await?;
+    let user = users_http::deadline_of(request)
+        .bound(users.delete(id))
+        .await?;
     tracing::info!(user_id = %user.id, "user deleted");
     Ok(user)
 }

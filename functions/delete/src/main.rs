@@ -4,7 +4,7 @@ use users_core::{TableNames, UserRepository};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
-    let aws = aws_config::load_from_env().await;
+    let aws = users_core::load_aws_config().await;
     let users = UserRepository::new(aws_sdk_dynamodb::Client::new(&aws), TableNames::from_env());
     run(service_fn(|request| delete_user::handle(&users, request))).await
 }

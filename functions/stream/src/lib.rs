@@ -11,7 +11,7 @@ use futures::stream::{self, StreamExt};
 use lambda_runtime::{Error, LambdaEvent};
 use serde::Deserialize;
 use serde_json::Value;
-use users_core::{ChangeEvent, HistoryRepository, InvalidRecord, Recorded};
+use users_core::{ChangeEvent, Deadline, HistoryRepository, InvalidRecord, Recorded};
 
 /// Why one record of a batch failed; either way it goes into `batchItemFailures`.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +47,10 @@ pub async fn handle(
     history: &HistoryRepository,
     event: LambdaEvent<StreamBatch>,
 ) -> Result<DynamoDbEventResponse, Error> {
+    let deadline = Deadline::from_lambda(event.context.deadline);
     let outcomes: Vec<(Option<String>, Result<(), RecordError>)> =
+        // Every write is bounded by what the invocation has left, so each record gets an outcome
+        // (recorded, or reported) before Lambda's timeout, whatever DynamoDB does.
         stream::iter(event.payload.records)
             .map(|record| async move {
                 let sequence_number = record
@@ -55,7 +58,7 @@ pub async fn handle(
                     .and_then(Value::as_str)
                     .filter(|number| !number.is_empty())
                     .map(str::to_owned);
-                (sequence_number, process(history, record).await)
+                (sequence_number, process(history, record, deadline).await)
             })
             .buffered(CONCURRENT_RECORDS)
             .collect()
@@ -80,11 +83,15 @@ pub async fn handle(
     Ok(response)
 }
 
-async fn process(history: &HistoryRepository, record: Value) -> Result<(), RecordError> {
+async fn process(
+    history: &HistoryRepository,
+    record: Value,
+    deadline: Deadline,
+) -> Result<(), RecordError> {
     let record: EventRecord =
         serde_json::from_value(record).map_err(|err| InvalidRecord::new(err.to_string()))?;
     let event = ChangeEvent::decode(&record)?;
-    let outcome = match history.record(&event).await? {
+    let outcome = match deadline.bound(history.record(&event)).await? {
         Recorded::Written => "recorded",
         Recorded::AlreadyPresent => "already recorded",
     };

@@ -4,7 +4,7 @@ use users_core::{HistoryRepository, required_env};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
-    let aws = aws_config::load_from_env().await;
+    let aws = users_core::load_aws_config().await;
     let history = HistoryRepository::new(
         aws_sdk_dynamodb::Client::new(&aws),
         required_env("HISTORY_TABLE"),

@@ -1,0 +1,100 @@
+//! The time an invocation has left. Lambda kills a function at its deadline, and a killed HTTP
+//! function answers nothing (API Gateway then sends its own 5xx) while a killed stream function
+//! fails its whole batch. So every DynamoDB call is bounded by the deadline less a margin to
+//! answer, and a call still waiting then becomes [`Error::DeadlineExceeded`].
+
+use crate::error::Error;
+use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::time::Instant;
+
+/// Time kept back from the deadline to build and send the answer (a JSON body, or a stream
+/// batch's failures) and for the runtime to post it: ample even at 128 MB's CPU share.
+pub const ANSWER_MARGIN: Duration = Duration::from_millis(500);
+
+/// When the work of an invocation must be over, if there is a deadline at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline(Option<Instant>);
+
+impl Deadline {
+    /// No deadline: a handler called outside Lambda (a test, a hand-made context).
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    /// From the deadline Lambda gives an invocation (milliseconds since the Unix epoch), less
+    /// [`ANSWER_MARGIN`]. Zero, what a default `Context` holds, means no deadline.
+    pub fn from_lambda(deadline_epoch_millis: u64) -> Self {
+        if deadline_epoch_millis == 0 {
+            return Self::none();
+        }
+        let deadline = UNIX_EPOCH + Duration::from_millis(deadline_epoch_millis);
+        let left = deadline
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        Self(Some(Instant::now() + left.saturating_sub(ANSWER_MARGIN)))
+    }
+
+    /// Runs a DynamoDB operation, giving up (and dropping its request) when the deadline comes.
+    pub async fn bound<T>(
+        self,
+        operation: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        match self.0 {
+            None => operation.await,
+            Some(at) => tokio::time::timeout_at(at, operation)
+                .await
+                .unwrap_or(Err(Error::DeadlineExceeded)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn epoch_millis_in(from_now: Duration) -> u64 {
+        let at = SystemTime::now() + from_now;
+        at.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+    }
+
+    #[tokio::test]
+    async fn an_operation_that_outlives_the_deadline_is_cut_short() {
+        let deadline = Deadline::from_lambda(epoch_millis_in(Duration::from_millis(700)));
+        let started = Instant::now();
+        let result = deadline
+            .bound(async {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                Ok(())
+            })
+            .await;
+        assert!(matches!(result, Err(Error::DeadlineExceeded)));
+        // 700 ms to the deadline, less the 500 ms margin.
+        assert!(
+            started.elapsed() < Duration::from_millis(600),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn an_operation_within_the_deadline_keeps_its_result() {
+        let deadline = Deadline::from_lambda(epoch_millis_in(Duration::from_secs(10)));
+        assert_eq!(deadline.bound(async { Ok(7) }).await.unwrap(), 7);
+        let failed = deadline
+            .bound(async { Err::<(), _>(Error::EmailTaken) })
+            .await;
+        assert!(matches!(failed, Err(Error::EmailTaken)));
+    }
+
+    #[tokio::test]
+    async fn a_passed_deadline_gives_up_at_once_and_none_never_does() {
+        let passed = Deadline::from_lambda(epoch_millis_in(Duration::ZERO) - 1000);
+        let result = passed
+            .bound(std::future::pending::<Result<(), Error>>())
+            .await;
+        assert!(matches!(result, Err(Error::DeadlineExceeded)));
+        assert_eq!(Deadline::from_lambda(0), Deadline::none());
+        assert_eq!(Deadline::none().bound(async { Ok(1) }).await.unwrap(), 1);
+    }
+}
