@@ -13,7 +13,7 @@ from pathlib import Path
 import boto3
 
 from . import processes
-from .template import Template
+from .template import ROOT, Template
 
 REGION = "us-east-1"
 # moto accepts any credentials; these keep the SDKs from looking for real ones.
@@ -51,26 +51,27 @@ class MotoServer:
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", self.port)) == 0:
                 raise RuntimeError(f"port {self.port} is already in use (choose another DynamoDB port)")
-        executable = Path(sys.executable).with_name("moto_server")
         # The child gets its own copy of the log's descriptor; ours is closed once it has started.
         with open(self._log or os.devnull, "ab") as output:
             self._process = subprocess.Popen(
-                [str(executable), "-H", "127.0.0.1", "-p", str(self.port)],
+                # moto's server, handling one request at a time (see local/moto_app.py).
+                [sys.executable, "-m", "local.moto_app", "-H", "127.0.0.1", "-p", str(self.port)],
                 stdout=output,
                 stderr=subprocess.STDOUT,
+                cwd=ROOT,
                 preexec_fn=processes.die_with_parent,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
-                raise RuntimeError(f"moto_server exited with {self._process.returncode}")
+                raise RuntimeError(f"moto's server exited with {self._process.returncode}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                     return
             except OSError:
                 time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"moto_server did not listen on {self.port} within {timeout}s")
+        raise RuntimeError(f"moto's server did not listen on {self.port} within {timeout}s")
 
     def stop(self) -> None:
         processes.stop(self._process)

@@ -9,7 +9,6 @@
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::Credentials;
-use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
 use lambda_http::{Body, Request, Response};
 use serde_json::{Value, json};
@@ -18,7 +17,6 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use users_core::table;
 use users_core::{HistoryRepository, TableNames, Timestamp, User, UserId, UserRepository};
 
 /// The time the fixed clock of these tests reads.
@@ -137,18 +135,11 @@ impl Local {
 
     /// The id of the user who owns `email` in the emails table, if any.
     pub async fn email_owner(&self, email: &str) -> Option<UserId> {
-        let item = self
-            .dynamodb
-            .get_item()
-            .table_name(&self.tables.emails)
-            .key(table::EMAIL, AttributeValue::S(email.to_owned()))
-            .consistent_read(true)
-            .send()
+        let email = users_core::Email::parse(email).expect("a valid email");
+        self.users()
+            .email_owner(&email)
             .await
             .expect("read the emails table")
-            .item?;
-        let owner = item.get(table::EMAIL_OWNER)?.as_s().ok()?;
-        Some(UserId::parse(owner).expect("a user id"))
     }
 
     pub fn history(&self) -> HistoryRepository {
@@ -284,6 +275,54 @@ pub fn http_request(method: &str, path: &str, body: &str) -> Request {
     event["requestContext"]["http"]["path"] = json!(path);
     event["headers"]["content-length"] = json!(body.len().to_string());
     event["body"] = json!(body);
+    lambda_http::request::from_str(&event.to_string()).expect("an API Gateway event")
+}
+
+/// A request to a route with a path parameter `id` (`/users/{id}`, `/users/{id}/history`), as
+/// API Gateway sends it: `route` is the template's path, `query` the query string's parameters.
+pub fn user_route_request(
+    method: &str,
+    route: &str,
+    id: &str,
+    query: &[(&str, &str)],
+    body: Option<&str>,
+) -> Request {
+    let path = route.replace("{id}", id);
+    let mut event: Value =
+        serde_json::from_str(&std::fs::read_to_string(event_path("create.json")).expect("read"))
+            .expect("JSON");
+    event["routeKey"] = json!(format!("{method} {route}"));
+    event["rawPath"] = json!(path);
+    event["requestContext"]["routeKey"] = json!(format!("{method} {route}"));
+    event["requestContext"]["http"]["method"] = json!(method);
+    event["requestContext"]["http"]["path"] = json!(path);
+    event["pathParameters"] = json!({ "id": id });
+    if !query.is_empty() {
+        let parameters: serde_json::Map<String, Value> = query
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), json!(value)))
+            .collect();
+        event["queryStringParameters"] = Value::Object(parameters);
+        event["rawQueryString"] = json!(
+            query
+                .iter()
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect::<Vec<_>>()
+                .join("&")
+        );
+    }
+    match body {
+        Some(body) => {
+            event["headers"]["content-length"] = json!(body.len().to_string());
+            event["body"] = json!(body);
+        }
+        None => {
+            let headers = event["headers"].as_object_mut().expect("headers");
+            headers.remove("content-length");
+            headers.remove("content-type");
+            event.as_object_mut().expect("event").remove("body");
+        }
+    }
     lambda_http::request::from_str(&event.to_string()).expect("an API Gateway event")
 }
 

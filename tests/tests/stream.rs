@@ -223,7 +223,10 @@ fn every_sample_event_has_a_test() {
             "create-base64.json",
             "create.json",
             "delete.json",
-            "stream.json"
+            "get.json",
+            "history.json",
+            "stream.json",
+            "update.json"
         ]
     );
 }

@@ -50,6 +50,32 @@ pub fn sortable_sequence_number(sequence_number: &str) -> String {
     format!("{sequence_number:0>SEQUENCE_NUMBER_WIDTH$}")
 }
 
+/// A position in one user's history: the sort key of the last entry a page held. Clients get it
+/// as an opaque token and hand it back for the next page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryCursor(String);
+
+impl HistoryCursor {
+    /// A cursor from a token, if it has the shape of one (a padded sequence number).
+    pub fn parse(token: &str) -> Option<Self> {
+        let well_formed =
+            token.len() == SEQUENCE_NUMBER_WIDTH && token.bytes().all(|b| b.is_ascii_digit());
+        well_formed.then(|| Self(token.to_owned()))
+    }
+
+    /// The token to hand to a client.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One page of a user's history, oldest first, and where the next page starts if there is one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryPage {
+    pub entries: Vec<HistoryEntry>,
+    pub next: Option<HistoryCursor>,
+}
+
 /// Whether [`HistoryRepository::record`] wrote the entry or found it already there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
@@ -100,6 +126,51 @@ impl HistoryRepository {
         }
     }
 
+    /// Up to `limit` recorded changes of one user, oldest first, after `after` (from the start
+    /// when `None`). Strongly consistent, so a change the stream function has recorded is seen.
+    pub async fn page(
+        &self,
+        user_id: UserId,
+        limit: usize,
+        after: Option<&HistoryCursor>,
+    ) -> Result<HistoryPage, Error> {
+        // One more than asked for, so that `next` is set only when another page really exists.
+        let fetch = i32::try_from(limit.saturating_add(1)).unwrap_or(i32::MAX);
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#user = :user")
+            .expression_attribute_names("#user", table::HISTORY_USER_ID)
+            .expression_attribute_values(":user", AttributeValue::S(user_id.to_string()))
+            .consistent_read(true)
+            .limit(fetch);
+        if let Some(after) = after {
+            query = query
+                .exclusive_start_key(
+                    table::HISTORY_USER_ID,
+                    AttributeValue::S(user_id.to_string()),
+                )
+                .exclusive_start_key(
+                    table::HISTORY_SEQUENCE_NUMBER,
+                    AttributeValue::S(after.as_str().to_owned()),
+                );
+        }
+        let output = query.send().await.map_err(Error::from_sdk)?;
+        // DynamoDB also stops a page at 1 MB, with a LastEvaluatedKey: more may follow then too.
+        let cut_short = output.last_evaluated_key.is_some();
+        let mut entries: Vec<HistoryEntry> =
+            serde_dynamo::from_items(output.items.unwrap_or_default())
+                .map_err(Error::CorruptItem)?;
+        let more = entries.len() > limit || cut_short;
+        entries.truncate(limit);
+        let next = match entries.last() {
+            Some(last) if more => Some(HistoryCursor(last.sequence_number.clone())),
+            _ => None,
+        };
+        Ok(HistoryPage { entries, next })
+    }
+
     /// Every recorded change of one user, oldest first.
     pub async fn entries_for(&self, user_id: UserId) -> Result<Vec<HistoryEntry>, Error> {
         let pages: Vec<_> = self
@@ -136,6 +207,21 @@ mod tests {
             .collect();
         assert_eq!(unpadded, ["99", "900", "1000", "3633500000000062125042319"]);
         assert_eq!(numbers[0].len(), SEQUENCE_NUMBER_WIDTH);
+    }
+
+    #[test]
+    fn a_cursor_is_a_padded_sequence_number() {
+        let padded = sortable_sequence_number("1100000000017454423009");
+        assert_eq!(HistoryCursor::parse(&padded).unwrap().as_str(), padded);
+        for bad in [
+            "",
+            "123",
+            "x".repeat(40).as_str(),
+            &format!("{padded}0"),
+            &padded.replace('0', "a"),
+        ] {
+            assert_eq!(HistoryCursor::parse(bad), None, "{bad}");
+        }
     }
 
     #[test]

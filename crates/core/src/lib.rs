@@ -18,7 +18,9 @@ pub mod table;
 pub use config::{TableNames, dynamodb_timeouts, load_aws_config, required_env};
 pub use deadline::{ANSWER_MARGIN, Deadline};
 pub use error::{BoxError, Error};
-pub use history::{HistoryEntry, HistoryRepository, Recorded, sortable_sequence_number};
+pub use history::{
+    HistoryCursor, HistoryEntry, HistoryPage, HistoryRepository, Recorded, sortable_sequence_number,
+};
 pub use model::{
     Email, EpochSeconds, InvalidEmail, InvalidUserId, MAX_EMAIL_LEN, Timestamp, User, UserId,
 };

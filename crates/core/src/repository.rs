@@ -1,14 +1,14 @@
-//! DynamoDB access for users: create with a unique email, delete by id, read by id. Writes are
-//! single transactions, so a user and its email claim are always written or removed together.
+//! DynamoDB access for users: create with a unique email, change the email, delete by id, read
+//! by id. Writes are single transactions, so a user and its email claim always change together.
 
 use crate::config::TableNames;
 use crate::error::Error;
-use crate::model::{User, UserId};
+use crate::model::{Email, User, UserId};
 use crate::table::{self, EmailItem};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -24,6 +24,7 @@ enum Step {
     ClaimEmail,
     DeleteUser,
     ReleaseEmail,
+    UpdateEmail,
 }
 
 /// How a transaction ended when DynamoDB answered it.
@@ -136,6 +137,114 @@ impl UserRepository {
             }
             Transaction::ConditionFailed(_) => Err(Error::EmailOwnedByAnother(id)),
         }
+    }
+
+    /// Changes a user's email, keeping emails unique: in one transaction the user's email is
+    /// updated (if it still is the one read), the old email's claim is released (if it is this
+    /// user's) and the new one is claimed (if nobody holds it). Returns the user as it now is;
+    /// the same email as now (after normalisation) writes nothing.
+    ///
+    /// Fails with [`Error::UserNotFound`] for an unknown user and [`Error::EmailTaken`] when
+    /// another user holds the new email, however close together two changes are.
+    pub async fn change_email(&self, id: UserId, email: Email) -> Result<User, Error> {
+        let mut attempt = 1;
+        loop {
+            let user = self.get(id).await?.ok_or(Error::UserNotFound(id))?;
+            if user.email == email {
+                return Ok(user);
+            }
+            let outcome = self.transact(self.email_change(&user, &email)?).await?;
+            match outcome {
+                Transaction::Committed => return Ok(User { email, ..user }),
+                Transaction::ConditionFailed(failed) if failed.contains(&Step::ClaimEmail) => {
+                    return Err(Error::EmailTaken);
+                }
+                // The user changed (or was deleted) between our read and our write: read it
+                // again and decide anew, a bounded number of times.
+                Transaction::ConditionFailed(failed)
+                    if failed.contains(&Step::UpdateEmail) && attempt < TRANSACTION_ATTEMPTS =>
+                {
+                    attempt += 1;
+                }
+                Transaction::ConditionFailed(failed) if failed.contains(&Step::UpdateEmail) => {
+                    return Err(Error::TransactionConflict(
+                        format!("user {id} kept changing during an email change").into(),
+                    ));
+                }
+                Transaction::ConditionFailed(_) => return Err(Error::EmailOwnedByAnother(id)),
+            }
+        }
+    }
+
+    /// The three writes of an email change, each with the condition that keeps it exact.
+    fn email_change(
+        &self,
+        user: &User,
+        email: &Email,
+    ) -> Result<Vec<(Step, TransactWriteItem)>, Error> {
+        let id = AttributeValue::S(user.id.to_string());
+        let update_email = Update::builder()
+            .table_name(&self.tables.users)
+            .key(table::USER_ID, id.clone())
+            .update_expression("SET #email = :new")
+            .condition_expression("attribute_exists(#id) AND #email = :old")
+            .expression_attribute_names("#id", table::USER_ID)
+            .expression_attribute_names("#email", table::USER_EMAIL)
+            .expression_attribute_values(":old", AttributeValue::S(user.email.to_string()))
+            .expression_attribute_values(":new", AttributeValue::S(email.to_string()))
+            .build()?;
+        let release_old = Delete::builder()
+            .table_name(&self.tables.emails)
+            .key(table::EMAIL, AttributeValue::S(user.email.to_string()))
+            .condition_expression("attribute_not_exists(#email) OR #owner = :id")
+            .expression_attribute_names("#email", table::EMAIL)
+            .expression_attribute_names("#owner", table::EMAIL_OWNER)
+            .expression_attribute_values(":id", id)
+            .build()?;
+        let claim: HashMap<String, AttributeValue> = serde_dynamo::to_item(EmailItem {
+            email: email.clone(),
+            user_id: user.id,
+        })
+        .map_err(Error::CorruptItem)?;
+        let claim_new = Put::builder()
+            .table_name(&self.tables.emails)
+            .set_item(Some(claim))
+            .condition_expression("attribute_not_exists(#email)")
+            .expression_attribute_names("#email", table::EMAIL)
+            .build()?;
+        Ok(vec![
+            (
+                Step::UpdateEmail,
+                TransactWriteItem::builder().update(update_email).build(),
+            ),
+            (
+                Step::ReleaseEmail,
+                TransactWriteItem::builder().delete(release_old).build(),
+            ),
+            (
+                Step::ClaimEmail,
+                TransactWriteItem::builder().put(claim_new).build(),
+            ),
+        ])
+    }
+
+    /// Who holds an email in the emails table, if anyone.
+    pub async fn email_owner(&self, email: &Email) -> Result<Option<UserId>, Error> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.tables.emails)
+            .key(table::EMAIL, AttributeValue::S(email.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(Error::from_sdk)?;
+        let claim: Option<EmailItem> = output
+            .item
+            .map(serde_dynamo::from_item)
+            .transpose()
+            .map_err(Error::CorruptItem)?;
+        Ok(claim.map(|claim| claim.user_id))
     }
 
     /// Reads a user with a strongly consistent read.

@@ -23,6 +23,12 @@ pub enum RequestError {
     },
     #[error("unknown field `{0}`")]
     UnknownField(String),
+    /// A path or query parameter with a value the route does not take.
+    #[error("`{name}` must be {expected}")]
+    InvalidParameter {
+        name: &'static str,
+        expected: &'static str,
+    },
     #[error("`email` is not a valid email address: {0}")]
     InvalidEmail(#[from] InvalidEmail),
     #[error("`id` is not a valid user id: expected a UUID")]
@@ -63,6 +69,7 @@ impl ApiError {
                 | RequestError::MissingField(_)
                 | RequestError::WrongType { .. }
                 | RequestError::UnknownField(_)
+                | RequestError::InvalidParameter { .. }
                 | RequestError::InvalidEmail(_)
                 | RequestError::InvalidUserId(_) => StatusCode::BAD_REQUEST,
             },

@@ -23,6 +23,23 @@ pub fn require_method(request: &Request, allowed: Method) -> Result<(), RequestE
     }
 }
 
+/// A path parameter of the route (`id` in `/users/{id}`), which API Gateway has extracted.
+pub fn path_parameter(request: &Request, name: &'static str) -> Result<String, RequestError> {
+    request
+        .path_parameters_ref()
+        .and_then(|parameters| parameters.first(name))
+        .map(str::to_owned)
+        .ok_or(RequestError::MissingField(name))
+}
+
+/// A query string parameter, if the request has it (the first value if it has several).
+pub fn query_parameter(request: &Request, name: &str) -> Option<String> {
+    request
+        .query_string_parameters_ref()
+        .and_then(|parameters| parameters.first(name))
+        .map(str::to_owned)
+}
+
 /// When the invocation serving a request must have answered: Lambda's deadline, which the runtime
 /// puts in the request's context. A request built by hand (a test) has none.
 pub fn deadline_of(request: &Request) -> Deadline {
