@@ -54,8 +54,13 @@ class RunningStack:
         raise StackFailed(f"{text!r} did not appear within {timeout}s:\n{self.output()}")
 
     def post(self, path: str, body) -> tuple[int, dict]:
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        request = urllib.request.Request(self.url + path, data=data, method="POST", headers={"Content-Type": "application/json"})
+        return self.call("POST", path, body)
+
+    def call(self, method: str, path: str, body=None) -> tuple[int, dict]:
+        """An API request (a JSON body unless `body` is None or bytes); its status and JSON answer."""
+        data = None if body is None else body if isinstance(body, bytes) else json.dumps(body).encode()
+        headers = {} if data is None else {"Content-Type": "application/json"}
+        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 return response.status, json.loads(response.read())

@@ -155,7 +155,10 @@ Users API running at {url}
 
 Try the lesson:
   curl -s -X POST -d '{{"email": "test@test.com"}}' -H "Content-Type: application/json" {url}/create
-  curl -s -X POST -d '{{"id": "<id from create>"}}' -H "Content-Type: application/json" {url}/delete
+  curl -s {url}/users/<id from create>
+  curl -s -X PATCH -d '{{"email": "renamed@test.com"}}' -H "Content-Type: application/json" {url}/users/<id>
+  curl -s -X POST -d '{{"id": "<id>"}}' -H "Content-Type: application/json" {url}/delete
+  curl -s {url}/users/<id>/history
 
 DynamoDB endpoint: {stack.moto.endpoint} (any credentials, region us-east-1)
 Records the stream function gave up on: .local/on-failure/

@@ -127,6 +127,38 @@ def test_the_lesson_the_poison_record_and_a_clean_stop(tmp_path):
     assert session_processes(again.process.pid) == []
 
 
+def test_the_lesson_with_a_patch_produces_insert_modify_remove_and_a_history_to_read(tmp_path):
+    stack = RunningStack(tmp_path / "stack.log", free_port(), free_port())
+    try:
+        # create -> read -> PATCH -> delete through the local API ...
+        status, user = stack.post("/create", {"email": "test@test.com"})
+        assert status == 201, user
+        assert stack.call("GET", f"/users/{user['id']}") == (200, user)
+        status, renamed = stack.call("PATCH", f"/users/{user['id']}", {"email": "renamed@test.com"})
+        assert (status, renamed) == (200, {**user, "email": "renamed@test.com"})
+        assert stack.post("/delete", {"id": user["id"]}) == (200, renamed)
+        assert stack.call("GET", f"/users/{user['id']}")[0] == 404
+
+        # ... reaches the stream function as INSERT, MODIFY, REMOVE, each recorded ...
+        for event_name in ("INSERT", "MODIFY", "REMOVE"):
+            handled(stack, event_name, user["id"])
+
+        # ... and the history reads them back in order, with the MODIFY's old and new emails.
+        status, page = stack.call("GET", f"/users/{user['id']}/history")
+        assert status == 200, page
+        assert [item["eventName"] for item in page["items"]] == ["INSERT", "MODIFY", "REMOVE"]
+        insert, modify, remove = page["items"]
+        assert (insert.get("oldImage"), insert["newImage"]) == (None, user)
+        assert (modify["oldImage"]["email"], modify["newImage"]["email"]) == ("test@test.com", "renamed@test.com")
+        assert (remove["oldImage"], remove.get("newImage")) == (renamed, None)
+        assert page["next"] is None
+        # The old email was freed by the PATCH, the new one by the delete.
+        assert stack.post("/create", {"email": "test@test.com"})[0] == 201
+        assert stack.post("/create", {"email": "renamed@test.com"})[0] == 201
+    finally:
+        assert stack.stop() == 0
+
+
 def _stream_records(stack: RunningStack) -> list[dict]:
     arn = stack.aws("dynamodb").describe_table(TableName="UsersTable")["Table"]["LatestStreamArn"]
     return read_stream(stack.aws("dynamodbstreams"), arn)
