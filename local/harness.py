@@ -23,12 +23,13 @@ class StackFailed(AssertionError):
 
 
 class RunningStack:
-    def __init__(self, log_path: Path, port: int, dynamodb_port: int):
+    def __init__(self, log_path: Path, port: int, dynamodb_port: int, log_format: str = "text"):
         self.port, self.dynamodb_port, self.log_path = port, dynamodb_port, log_path
         self.url = f"http://127.0.0.1:{port}"
         self._log = log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "local.stack", "--port", str(port), "--dynamodb-port", str(dynamodb_port)],
+            [sys.executable, "-m", "local.stack", "--port", str(port), "--dynamodb-port", str(dynamodb_port),
+             "--log-format", log_format],
             cwd=ROOT,
             stdout=self._log,
             stderr=subprocess.STDOUT,

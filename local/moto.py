@@ -59,7 +59,7 @@ class MotoServer:
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,
-                preexec_fn=processes.die_with_parent,
+                preexec_fn=processes.managed_child,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

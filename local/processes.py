@@ -24,6 +24,14 @@ def die_with_parent() -> None:
         pass
 
 
+def managed_child() -> None:
+    """In the child, before exec: a process group of its own, so that Ctrl-C in a terminal
+    reaches only the tool that started it, which then stops its children in order (the stream
+    pollers before DynamoDB, say); and SIGTERM when that tool dies."""
+    os.setpgrp()
+    die_with_parent()
+
+
 class Log:
     """Writes lines tagged with their source, e.g. `[user-stream] ...`, in colour on a tty."""
 
@@ -58,7 +66,7 @@ def spawn(
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        preexec_fn=die_with_parent,
+        preexec_fn=managed_child,
     )
 
     def pump() -> None:

@@ -25,7 +25,7 @@ from .httpapi import HttpApi, routes_from
 from .moto import MotoServer
 from .processes import Log
 from .runtime import LocalFunction, Outcome
-from .template import ROOT, Template, functions
+from .template import ROOT, FunctionSpec, Template, functions
 
 STATE = ROOT / ".local"
 # Stream event properties the local event source mapping does not model.
@@ -33,24 +33,22 @@ UNSUPPORTED_STREAM_PROPERTIES = {"ParallelizationFactor", "TumblingWindowInSecon
 
 
 class Stack:
-    def __init__(self, template: Template, port: int, dynamodb_port: int, binaries: Path, log: Log):
+    def __init__(self, template: Template, port: int, dynamodb_port: int, binaries: Path, log: Log, log_format: str = "template"):
         self.template = template
         self.log = log
         self.moto = MotoServer(port=dynamodb_port, log=STATE / "moto.log")
         self._port = port
         self._binaries = binaries
+        self._log_format = log_format
         self.functions: dict[str, LocalFunction] = {}
         self.api: HttpApi | None = None
-        self.pollers: list[StreamPoller] = []
+        self.mappings = StreamMappings(self.moto, log)
 
     def start(self) -> None:
-        STATE.mkdir(exist_ok=True)
-        # moto keeps everything in memory, so records parked by an earlier run are stale.
-        for stale in (STATE / "on-failure").glob("*.jsonl"):
-            stale.unlink()
+        clear_parked_records()
         self.moto.start()
         tables = self.moto.create_tables(self.template)
-        queues = self._create_queues()
+        queues = create_queues(self.moto, self.template)
         self.log.line("stack", f"DynamoDB, Streams and SQS at {self.moto.endpoint}: tables {', '.join(tables)}; queues {', '.join(queues) or 'none'}")
 
         specs = functions(self.template)
@@ -63,6 +61,7 @@ class Stack:
                 "RUST_LOG": os.environ.get("RUST_LOG", "info"),
                 **self.moto.sdk_environment(),
                 **spec.environment,
+                **self._log_variables(spec),
             }
             function = LocalFunction(spec.name, binary, env, spec.timeout, spec.memory_mb, self.log, tag=spec.binary)
             function.start()
@@ -73,27 +72,59 @@ class Stack:
         self.api.start()
 
         for spec in specs:
-            for event_name, event in spec.events.items():
-                if event.get("Type") == "DynamoDB":
-                    self._start_mapping(self.functions[spec.name], event_name, event.get("Properties", {}))
+            self.mappings.start_all(self.functions[spec.name], spec)
 
     def stop(self) -> None:
-        for poller in self.pollers:
-            poller.stop()
+        self.mappings.stop()
         if self.api:
             self.api.stop()
         for function in self.functions.values():
             function.stop()
         self.moto.stop()
 
-    def _create_queues(self) -> list[str]:
-        names = list(self.template.of_type("AWS::SQS::Queue"))
-        sqs = self.moto.client("sqs")
-        for name in names:
-            sqs.create_queue(QueueName=name)
-        return names
+    def _log_variables(self, spec: FunctionSpec) -> dict[str, str]:
+        """What Lambda sets from the template's LoggingConfig, unless told to use text or JSON."""
+        if self._log_format == "text":
+            return {}
+        if self._log_format == "json":
+            return {"AWS_LAMBDA_LOG_FORMAT": "JSON", "AWS_LAMBDA_LOG_LEVEL": spec.logging.get("ApplicationLogLevel", "INFO")}
+        return spec.log_environment()
 
-    def _start_mapping(self, function: LocalFunction, event_name: str, props: dict) -> None:
+def clear_parked_records() -> None:
+    """moto keeps everything in memory, so records parked by an earlier run are stale."""
+    STATE.mkdir(exist_ok=True)
+    for stale in (STATE / "on-failure").glob("*.jsonl"):
+        stale.unlink()
+
+
+def create_queues(moto: MotoServer, template: Template) -> list[str]:
+    names = list(template.of_type("AWS::SQS::Queue"))
+    sqs = moto.client("sqs")
+    for name in names:
+        sqs.create_queue(QueueName=name)
+    return names
+
+
+class StreamMappings:
+    """The template's DynamoDB stream events as local event source mappings: each polls its
+    table's stream and invokes its function (anything with `tag`, `arn` and `invoke(event)`:
+    a function run here, or one that cargo lambda watch runs)."""
+
+    def __init__(self, moto: MotoServer, log: Log):
+        self.moto = moto
+        self.log = log
+        self.pollers: list[StreamPoller] = []
+
+    def start_all(self, function, spec: FunctionSpec) -> None:
+        for event_name, event in spec.events.items():
+            if event.get("Type") == "DynamoDB":
+                self.start(function, event_name, event.get("Properties", {}))
+
+    def stop(self) -> None:
+        for poller in self.pollers:
+            poller.stop()
+
+    def start(self, function, event_name: str, props: dict) -> None:
         settings = StreamSettings.from_properties(props)
         tag = f"esm:{event_name}"
         for unsupported in sorted(set(props) & UNSUPPORTED_STREAM_PROPERTIES):
@@ -148,7 +179,8 @@ class Stack:
 
 def banner(stack: Stack) -> str:
     url = stack.api.url
-    routes = "\n".join(f"  {route.key:<16} -> {route.function.tag}" for route in stack.api.routes)
+    endpoint = "" if stack.moto.port == 8000 else f" --endpoint {stack.moto.endpoint}"
+    routes = "\n".join(f"  {route.key:<24} -> {route.function.tag}" for route in stack.api.routes)
     return f"""
 Users API running at {url}
 {routes}
@@ -160,7 +192,8 @@ Try the lesson:
   curl -s -X POST -d '{{"id": "<id>"}}' -H "Content-Type: application/json" {url}/delete
   curl -s {url}/users/<id>/history
 
-DynamoDB endpoint: {stack.moto.endpoint} (any credentials, region us-east-1)
+DynamoDB endpoint: {stack.moto.endpoint} (any credentials, region us-east-1). Look at the data:
+  .venv/bin/python -m local.show{endpoint} users            (also: emails, stream, history <id>)
 Records the stream function gave up on: .local/on-failure/
 Press Ctrl-C to stop.
 """
@@ -171,6 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=3000, help="HTTP API port (default 3000)")
     parser.add_argument("--dynamodb-port", type=int, default=8000, help="moto port (default 8000)")
     parser.add_argument("--binaries", type=Path, default=ROOT / "target" / "debug", help="where the function binaries are")
+    parser.add_argument(
+        "--log-format", choices=("template", "text", "json"), default="template",
+        help="function logs as the template's LoggingConfig says (default: JSON, as on AWS), or text to read in a terminal",
+    )
     args = parser.parse_args(argv)
 
     log = Log()
@@ -180,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda signum, _frame: received.append(signum))
 
-    stack = Stack(Template.load(), args.port, args.dynamodb_port, args.binaries, log)
+    stack = Stack(Template.load(), args.port, args.dynamodb_port, args.binaries, log, args.log_format)
     try:
         try:
             stack.start()

@@ -103,6 +103,17 @@ class FunctionSpec:
     timeout: float
     memory_mb: int
     events: dict[str, dict[str, Any]]
+    logging: dict[str, str]
+
+    def log_environment(self) -> dict[str, str]:
+        """The variables Lambda sets from LoggingConfig: with LogFormat JSON, the format and the
+        application log level (Text format has no levels)."""
+        if self.logging.get("LogFormat", "Text") != "JSON":
+            return {}
+        env = {"AWS_LAMBDA_LOG_FORMAT": "JSON"}
+        if "ApplicationLogLevel" in self.logging:
+            env["AWS_LAMBDA_LOG_LEVEL"] = self.logging["ApplicationLogLevel"]
+        return env
 
 
 def functions(template: Template) -> list[FunctionSpec]:
@@ -123,6 +134,10 @@ def functions(template: Template) -> list[FunctionSpec]:
                 timeout=float(props.get("Timeout", defaults.get("Timeout", 3))),
                 memory_mb=int(props.get("MemorySize", defaults.get("MemorySize", 128))),
                 events={str(k): _plain(v) for k, v in props.get("Events", {}).items()},
+                logging={
+                    str(k): str(v)
+                    for k, v in {**defaults.get("LoggingConfig", {}), **props.get("LoggingConfig", {})}.items()
+                },
             )
         )
     return specs

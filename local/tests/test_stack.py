@@ -152,9 +152,43 @@ def test_the_lesson_with_a_patch_produces_insert_modify_remove_and_a_history_to_
         assert (modify["oldImage"]["email"], modify["newImage"]["email"]) == ("test@test.com", "renamed@test.com")
         assert (remove["oldImage"], remove.get("newImage")) == (renamed, None)
         assert page["next"] is None
+        # local.show reads the same history from the table, and the stream's records.
+        shown = subprocess.run(
+            [sys.executable, "-m", "local.show", "--endpoint", f"http://127.0.0.1:{stack.dynamodb_port}", "history", user["id"]],
+            cwd=ROOT, capture_output=True, text=True, timeout=30, check=True,
+        ).stdout.splitlines()
+        assert [json.loads(line)["eventName"] for line in shown] == ["INSERT", "MODIFY", "REMOVE"]
+        assert json.loads(shown[1])["newImage"]["email"] == "renamed@test.com"
+        stream = subprocess.run(
+            [sys.executable, "-m", "local.show", "--endpoint", f"http://127.0.0.1:{stack.dynamodb_port}", "stream"],
+            cwd=ROOT, capture_output=True, text=True, timeout=30, check=True,
+        ).stdout.splitlines()
+        ours = [json.loads(line) for line in stream if user["id"] in line]
+        assert [record["eventName"] for record in ours] == ["INSERT", "MODIFY", "REMOVE"]
+        assert ours[0]["newImage"] == user  # numbers come back as numbers
+
         # The old email was freed by the PATCH, the new one by the delete.
         assert stack.post("/create", {"email": "test@test.com"})[0] == 201
         assert stack.post("/create", {"email": "renamed@test.com"})[0] == 201
+    finally:
+        assert stack.stop() == 0
+
+
+def test_function_logs_follow_the_templates_logging_config(tmp_path):
+    # The template says LogFormat JSON, ApplicationLogLevel INFO: as on AWS, each function gets
+    # AWS_LAMBDA_LOG_FORMAT=JSON and AWS_LAMBDA_LOG_LEVEL=INFO, and logs JSON lines.
+    assert {s.name: s.log_environment() for s in functions(Template.load())}["CreateUserFunction"] == {
+        "AWS_LAMBDA_LOG_FORMAT": "JSON", "AWS_LAMBDA_LOG_LEVEL": "INFO",
+    }
+    stack = RunningStack(tmp_path / "stack.log", free_port(), free_port(), log_format="template")
+    try:
+        status, user = stack.post("/create", {"email": "json@test.com"})
+        assert status == 201
+        start = stack.wait_for_output("[create-user] {")
+        line = stack.output()[start:].splitlines()[0].removeprefix("[create-user] ")
+        logged = json.loads(line)
+        assert logged["level"] == "INFO" and logged["fields"]["message"] == "user created", logged
+        assert logged["fields"]["user_id"] == user["id"]
     finally:
         assert stack.stop() == 0
 

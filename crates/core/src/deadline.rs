@@ -12,6 +12,9 @@ use tokio::time::Instant;
 /// batch's failures) and for the runtime to post it: ample even at 128 MB's CPU share.
 pub const ANSWER_MARGIN: Duration = Duration::from_millis(500);
 
+/// September 2001 in milliseconds since the epoch: no real deadline is earlier.
+const EARLIEST_PLAUSIBLE_DEADLINE: u64 = 1_000_000_000_000;
+
 /// When the work of an invocation must be over, if there is a deadline at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Deadline(Option<Instant>);
@@ -23,9 +26,10 @@ impl Deadline {
     }
 
     /// From the deadline Lambda gives an invocation (milliseconds since the Unix epoch), less
-    /// [`ANSWER_MARGIN`]. Zero, what a default `Context` holds, means no deadline.
+    /// [`ANSWER_MARGIN`]. A value that cannot be such a time means no deadline: zero is what a
+    /// default `Context` holds, and `cargo lambda watch` sends a duration (600000) instead.
     pub fn from_lambda(deadline_epoch_millis: u64) -> Self {
-        if deadline_epoch_millis == 0 {
+        if deadline_epoch_millis < EARLIEST_PLAUSIBLE_DEADLINE {
             return Self::none();
         }
         let deadline = UNIX_EPOCH + Duration::from_millis(deadline_epoch_millis);
@@ -95,6 +99,8 @@ mod tests {
             .await;
         assert!(matches!(result, Err(Error::DeadlineExceeded)));
         assert_eq!(Deadline::from_lambda(0), Deadline::none());
+        // What cargo lambda watch sends: a duration, not a time.
+        assert_eq!(Deadline::from_lambda(600_000), Deadline::none());
         assert_eq!(Deadline::none().bound(async { Ok(1) }).await.unwrap(), 1);
     }
 }

@@ -48,9 +48,11 @@ pub async fn handle(
     event: LambdaEvent<StreamBatch>,
 ) -> Result<DynamoDbEventResponse, Error> {
     let deadline = Deadline::from_lambda(event.context.deadline);
-    let outcomes: Vec<(Option<String>, Result<(), RecordError>)> =
-        // Every write is bounded by what the invocation has left, so each record gets an outcome
-        // (recorded, or reported) before Lambda's timeout, whatever DynamoDB does.
+    // Records are written concurrently, but `buffered` yields their outcomes in batch order, so
+    // they are logged and reported in stream order. Every write is bounded by what the
+    // invocation has left: each record gets an outcome before Lambda's timeout, whatever
+    // DynamoDB does.
+    let outcomes: Vec<(Option<String>, Result<Handled, RecordError>)> =
         stream::iter(event.payload.records)
             .map(|record| async move {
                 let sequence_number = record
@@ -66,7 +68,23 @@ pub async fn handle(
 
     let mut response = DynamoDbEventResponse::default();
     for (sequence_number, outcome) in outcomes {
-        let Err(error) = outcome else { continue };
+        let error = match outcome {
+            Ok(handled) => {
+                // The email is personal data: log who changed and how, never the address itself.
+                tracing::info!(
+                    event_name = handled.event.change.event_name().as_str(),
+                    user_id = %handled.event.user_id,
+                    sequence_number = %handled.event.sequence_number,
+                    outcome = match handled.recorded {
+                        Recorded::Written => "recorded",
+                        Recorded::AlreadyPresent => "already recorded",
+                    },
+                    "user change"
+                );
+                continue;
+            }
+            Err(error) => error,
+        };
         tracing::error!(
             sequence_number = sequence_number.as_deref().unwrap_or("none"),
             error = %error,
@@ -83,25 +101,20 @@ pub async fn handle(
     Ok(response)
 }
 
+/// A record decoded and recorded.
+struct Handled {
+    event: ChangeEvent,
+    recorded: Recorded,
+}
+
 async fn process(
     history: &HistoryRepository,
     record: Value,
     deadline: Deadline,
-) -> Result<(), RecordError> {
+) -> Result<Handled, RecordError> {
     let record: EventRecord =
         serde_json::from_value(record).map_err(|err| InvalidRecord::new(err.to_string()))?;
     let event = ChangeEvent::decode(&record)?;
-    let outcome = match deadline.bound(history.record(&event)).await? {
-        Recorded::Written => "recorded",
-        Recorded::AlreadyPresent => "already recorded",
-    };
-    // The email is personal data: log who changed and how, never the address itself.
-    tracing::info!(
-        event_name = event.change.event_name().as_str(),
-        user_id = %event.user_id,
-        sequence_number = %event.sequence_number,
-        outcome,
-        "user change"
-    );
-    Ok(())
+    let recorded = deadline.bound(history.record(&event)).await?;
+    Ok(Handled { event, recorded })
 }

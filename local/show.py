@@ -1,0 +1,98 @@
+"""Looks at the local tables and the users stream, as plain JSON, one item a line:
+
+    .venv/bin/python -m local.show users                # every user
+    .venv/bin/python -m local.show emails               # every email claim (email -> userId)
+    .venv/bin/python -m local.show history USER_ID      # a user's recorded changes, oldest first
+    .venv/bin/python -m local.show stream               # every record of the users table's stream
+
+Reads the DynamoDB of `scripts/run` (http://127.0.0.1:8000) unless told another endpoint with
+--endpoint (`python -m local.testenv` prints its own). Tables are named by their logical ids.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from decimal import Decimal
+
+import boto3
+from boto3.dynamodb.types import TypeDeserializer
+
+from .esm import lambda_record, read_stream
+from .moto import REGION
+
+_plain = TypeDeserializer()
+
+
+def plain(item: dict) -> dict:
+    """A DynamoDB item as plain JSON values (numbers as numbers)."""
+    return {key: _plain.deserialize(value) for key, value in item.items()}
+
+
+def _json(value) -> str:
+    def default(v):
+        if isinstance(v, Decimal):
+            return int(v) if v == v.to_integral_value() else float(v)
+        if isinstance(v, (set, frozenset)):
+            return sorted(v)
+        if isinstance(v, bytes):
+            return v.decode("latin-1")
+        raise TypeError(type(v))
+    return json.dumps(value, default=default)
+
+
+def scan(client, table: str) -> list[dict]:
+    items: list[dict] = []
+    for page in client.get_paginator("scan").paginate(TableName=table, ConsistentRead=True):
+        items += [plain(item) for item in page["Items"]]
+    return items
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m local.show", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--endpoint", default="http://127.0.0.1:8000", help="the local DynamoDB (default: scripts/run's)")
+    parser.add_argument("what", choices=("users", "emails", "history", "stream"))
+    parser.add_argument("user_id", nargs="?", help="for history: whose")
+    args = parser.parse_args(argv)
+    if args.what == "history" and not args.user_id:
+        parser.error("history needs a USER_ID")
+
+    session = boto3.session.Session(aws_access_key_id="local", aws_secret_access_key="local", region_name=REGION)
+    dynamodb = session.client("dynamodb", endpoint_url=args.endpoint)
+    try:
+        if args.what == "users":
+            lines = scan(dynamodb, "UsersTable")
+        elif args.what == "emails":
+            lines = scan(dynamodb, "EmailsTable")
+        elif args.what == "history":
+            pages = dynamodb.get_paginator("query").paginate(
+                TableName="HistoryTable", KeyConditionExpression="userId = :u",
+                ExpressionAttributeValues={":u": {"S": args.user_id}}, ConsistentRead=True,
+            )
+            lines = [plain(item) for page in pages for item in page["Items"]]
+        else:
+            arn = dynamodb.describe_table(TableName="UsersTable")["Table"]["LatestStreamArn"]
+            streams = session.client("dynamodbstreams", endpoint_url=args.endpoint)
+            lines = []
+            for record in read_stream(streams, arn):
+                shaped = lambda_record(record, arn)
+                change = shaped["dynamodb"]
+                lines.append({
+                    "eventName": shaped["eventName"],
+                    "sequenceNumber": change["SequenceNumber"],
+                    "approximateCreationDateTime": change.get("ApproximateCreationDateTime"),
+                    "keys": plain(change.get("Keys", {})),
+                    **({"oldImage": plain(change["OldImage"])} if "OldImage" in change else {}),
+                    **({"newImage": plain(change["NewImage"])} if "NewImage" in change else {}),
+                })
+    except Exception as error:  # an unreachable endpoint or a missing table: one line, no traceback
+        print(f"local.show: cannot read {args.what} at {args.endpoint}: {error}", file=sys.stderr)
+        return 1
+    for line in lines:
+        print(_json(line))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
