@@ -230,3 +230,44 @@ fn every_sample_event_has_a_test() {
         ]
     );
 }
+
+#[tokio::test]
+async fn a_large_batch_is_recorded_in_several_batch_writes_and_a_replay_changes_nothing() {
+    let local = Local::connect().await;
+    let sample: Value =
+        serde_json::from_str(&std::fs::read_to_string(event_path("stream.json")).unwrap()).unwrap();
+    // 60 INSERTs of distinct users: three BatchWriteItem requests (25 + 25 + 10).
+    let ids: Vec<UserId> = (0..60).map(|_| UserId::random()).collect();
+    let records: Vec<Value> = ids
+        .iter()
+        .enumerate()
+        .map(|(n, id)| {
+            let text = sample["Records"][0]
+                .to_string()
+                .replace("4cdc3c36-77d0-4ac5-a3f7-4f4b6d3b8f7e", &id.to_string());
+            let mut record: Value = serde_json::from_str(&text).unwrap();
+            record["dynamodb"]["SequenceNumber"] = json!(format!("{}", 5_000_000 + n));
+            record
+        })
+        .collect();
+
+    assert_eq!(
+        run_stream(&local.history(), records.clone()).await.unwrap(),
+        Vec::<String>::new()
+    );
+    let mut recorded = Vec::new();
+    for id in &ids {
+        let entries = local.history().entries_for(*id).await.unwrap();
+        assert_eq!(entries.len(), 1, "{id}");
+        recorded.push(entries);
+    }
+
+    // Lambda retries a batch from a failed record: the same records again change nothing.
+    assert_eq!(
+        run_stream(&local.history(), records).await.unwrap(),
+        Vec::<String>::new()
+    );
+    for (id, before) in ids.iter().zip(recorded) {
+        assert_eq!(local.history().entries_for(*id).await.unwrap(), before);
+    }
+}

@@ -21,6 +21,9 @@ pub enum Error {
     Throttled(#[source] BoxError),
     #[error("DynamoDB could not be reached")]
     Unavailable(#[source] BoxError),
+    /// DynamoDB left writes of a batch unprocessed (throttling) after every retry.
+    #[error("DynamoDB left writes unprocessed after retries")]
+    Unprocessed,
     /// DynamoDB had not answered when the invocation's deadline (less a margin) came.
     #[error("DynamoDB did not answer before the invocation's deadline")]
     DeadlineExceeded,
@@ -82,6 +85,7 @@ impl Error {
             self,
             Self::Throttled(_)
                 | Self::Unavailable(_)
+                | Self::Unprocessed
                 | Self::DeadlineExceeded
                 | Self::TransactionConflict(_)
         )

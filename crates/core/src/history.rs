@@ -1,16 +1,25 @@
 //! The history table: one item per handled stream record, so every change to a user, the last
 //! state of a deleted user included, can be read back.
 
+use crate::deadline::Deadline;
 use crate::error::Error;
 use crate::model::{EpochSeconds, User, UserId};
 use crate::stream::{ChangeEvent, EventName};
 use crate::table;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The most puts one BatchWriteItem takes.
+const BATCH_WRITE_LIMIT: usize = 25;
+/// BatchWriteItem requests in flight at once: a 1,000-record batch is 40 requests.
+const CONCURRENT_BATCH_WRITES: usize = 4;
+/// How often puts that DynamoDB left unprocessed (throttling) are sent again, with backoff.
+const UNPROCESSED_ATTEMPTS: u32 = 4;
 
 /// DynamoDB stream sequence numbers are decimal strings of up to 40 digits. Padded to this
 /// width they sort as strings in the same order as numbers, which the sort key needs.
@@ -45,6 +54,15 @@ impl From<&ChangeEvent> for HistoryEntry {
     }
 }
 
+/// The indices of one BatchWriteItem's changes, and the indices it left unprocessed (or why it
+/// failed as a whole).
+type ChunkOutcome = (Vec<usize>, Result<Vec<usize>, Error>);
+
+fn put_request(item: HashMap<String, AttributeValue>) -> Result<WriteRequest, Error> {
+    let put = PutRequest::builder().set_item(Some(item)).build()?;
+    Ok(WriteRequest::builder().put_request(put).build())
+}
+
 /// Left-pads a decimal sequence number with zeros so string order is numeric order.
 pub fn sortable_sequence_number(sequence_number: &str) -> String {
     format!("{sequence_number:0>SEQUENCE_NUMBER_WIDTH$}")
@@ -76,14 +94,6 @@ pub struct HistoryPage {
     pub next: Option<HistoryCursor>,
 }
 
-/// Whether [`HistoryRepository::record`] wrote the entry or found it already there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Recorded {
-    Written,
-    /// A retried batch delivered this record again; the history is left as it was.
-    AlreadyPresent,
-}
-
 /// The history table, through one SDK client built at start-up.
 #[derive(Debug, Clone)]
 pub struct HistoryRepository {
@@ -99,30 +109,92 @@ impl HistoryRepository {
         }
     }
 
-    /// Records a change once: writing the same record again changes nothing.
-    pub async fn record(&self, event: &ChangeEvent) -> Result<Recorded, Error> {
-        let item: HashMap<String, AttributeValue> =
-            serde_dynamo::to_item(HistoryEntry::from(event)).map_err(Error::CorruptItem)?;
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#seq)")
-            .expression_attribute_names("#seq", table::HISTORY_SEQUENCE_NUMBER)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(Recorded::Written),
-            Err(SdkError::ServiceError(service))
-                if matches!(
-                    service.err(),
-                    PutItemError::ConditionalCheckFailedException(_)
-                ) =>
-            {
-                Ok(Recorded::AlreadyPresent)
+    /// Records changes with BatchWriteItem, 25 to a request, a few requests at once; returns
+    /// each change's outcome in the order given. The item written for a record is the same
+    /// each time, so a replayed batch changes nothing. Puts DynamoDB leaves unprocessed are sent
+    /// again with backoff; every request is bounded by `deadline`.
+    pub async fn record_all(
+        &self,
+        events: &[ChangeEvent],
+        deadline: Deadline,
+    ) -> Vec<Result<(), Arc<Error>>> {
+        let mut outcomes: Vec<Result<(), Arc<Error>>> = vec![Ok(()); events.len()];
+        let mut requests = Vec::with_capacity(events.len());
+        for (index, event) in events.iter().enumerate() {
+            let request = serde_dynamo::to_item(HistoryEntry::from(event))
+                .map_err(Error::CorruptItem)
+                .and_then(put_request);
+            match request {
+                Ok(request) => requests.push((index, request)),
+                Err(error) => outcomes[index] = Err(Arc::new(error)),
             }
-            Err(err) => Err(Error::from_sdk(err)),
+        }
+        let chunks: Vec<Vec<(usize, WriteRequest)>> = requests
+            .chunks(BATCH_WRITE_LIMIT)
+            .map(<[_]>::to_vec)
+            .collect();
+        let results: Vec<ChunkOutcome> = stream::iter(chunks)
+            .map(|chunk| async move {
+                let indices = chunk.iter().map(|(index, _)| *index).collect();
+                (indices, deadline.bound(self.write_chunk(chunk)).await)
+            })
+            .buffer_unordered(CONCURRENT_BATCH_WRITES)
+            .collect()
+            .await;
+        for (indices, result) in results {
+            match result {
+                Ok(unprocessed) if unprocessed.is_empty() => {}
+                Ok(unprocessed) => {
+                    let error = Arc::new(Error::Unprocessed);
+                    for index in unprocessed {
+                        outcomes[index] = Err(error.clone());
+                    }
+                }
+                Err(error) => {
+                    let error = Arc::new(error);
+                    for index in indices {
+                        outcomes[index] = Err(error.clone());
+                    }
+                }
+            }
+        }
+        outcomes
+    }
+
+    /// One BatchWriteItem of up to 25 puts, sending again what DynamoDB left unprocessed;
+    /// returns the indices still unprocessed after the last attempt.
+    async fn write_chunk(
+        &self,
+        mut pending: Vec<(usize, WriteRequest)>,
+    ) -> Result<Vec<usize>, Error> {
+        let mut attempt = 0;
+        loop {
+            let output = self
+                .client
+                .batch_write_item()
+                .request_items(
+                    &self.table,
+                    pending.iter().map(|(_, request)| request.clone()).collect(),
+                )
+                .send()
+                .await
+                .map_err(Error::from_sdk)?;
+            let unprocessed: Vec<WriteRequest> = output
+                .unprocessed_items
+                .and_then(|mut tables| tables.remove(&self.table))
+                .unwrap_or_default();
+            // DynamoDB returns the unprocessed requests themselves: find them by their key.
+            pending.retain(|(_, request)| unprocessed.contains(request));
+            attempt += 1;
+            if pending.is_empty() || attempt == UNPROCESSED_ATTEMPTS {
+                return Ok(pending.into_iter().map(|(index, _)| index).collect());
+            }
+            tracing::warn!(
+                attempt,
+                unprocessed = pending.len(),
+                "history writes left unprocessed; retrying"
+            );
+            tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
         }
     }
 

@@ -3,15 +3,15 @@
 //! Failures are per record: a record that cannot be decoded or recorded is reported in
 //! `batchItemFailures` (ReportBatchItemFailures), and the rest of the batch is still processed.
 //! Lambda then retries from the lowest failed sequence number, so records after it may arrive
-//! again; recording is idempotent, so that changes nothing.
+//! again; recording writes the same item for the same record, so that changes nothing.
 
 use aws_lambda_events::event::dynamodb::EventRecord;
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
-use futures::stream::{self, StreamExt};
 use lambda_runtime::{Error, LambdaEvent};
 use serde::Deserialize;
 use serde_json::Value;
-use users_core::{ChangeEvent, Deadline, HistoryRepository, InvalidRecord, Recorded};
+use std::sync::Arc;
+use users_core::{ChangeEvent, Deadline, HistoryRepository, InvalidRecord};
 
 /// Why one record of a batch failed; either way it goes into `batchItemFailures`.
 #[derive(Debug, thiserror::Error)]
@@ -20,9 +20,9 @@ pub enum RecordError {
     /// retries and then the on-failure destination keep it from being lost silently.
     #[error(transparent)]
     Invalid(#[from] InvalidRecord),
-    /// The history table could not be written.
-    #[error("could not record the change")]
-    History(#[from] users_core::Error),
+    /// The history table could not be written (one failure may cover a whole write request).
+    #[error("could not record the change: {0}")]
+    History(#[source] Arc<users_core::Error>),
 }
 
 /// A batch as Lambda delivers it. Records stay raw JSON until each is decoded on its own, so one
@@ -33,12 +33,9 @@ pub struct StreamBatch {
     pub records: Vec<Value>,
 }
 
-/// How many records of a batch are recorded at once. Each record is an independent write (the
-/// history is keyed by user and sequence number), so their order does not matter; the bound
-/// keeps a batch of 100 from opening 100 connections.
-const CONCURRENT_RECORDS: usize = 16;
-
-/// The Lambda handler: processes every record and reports those that failed.
+/// The Lambda handler: decodes every record, records the changes in the history table (25 to a
+/// BatchWriteItem, each request bounded by what the invocation has left, so every record gets
+/// an outcome before Lambda's timeout), and reports the records that failed, in stream order.
 ///
 /// Returns an error (failing the whole batch, which Lambda retries) only for a failed record
 /// without a sequence number, since such a record cannot be reported on its own. Lambda always
@@ -48,37 +45,30 @@ pub async fn handle(
     event: LambdaEvent<StreamBatch>,
 ) -> Result<DynamoDbEventResponse, Error> {
     let deadline = Deadline::from_lambda(event.context.deadline);
-    // Records are written concurrently, but `buffered` yields their outcomes in batch order, so
-    // they are logged and reported in stream order. Every write is bounded by what the
-    // invocation has left: each record gets an outcome before Lambda's timeout, whatever
-    // DynamoDB does.
-    let outcomes: Vec<(Option<String>, Result<Handled, RecordError>)> =
-        stream::iter(event.payload.records)
-            .map(|record| async move {
-                let sequence_number = record
-                    .pointer("/dynamodb/SequenceNumber")
-                    .and_then(Value::as_str)
-                    .filter(|number| !number.is_empty())
-                    .map(str::to_owned);
-                (sequence_number, process(history, record, deadline).await)
-            })
-            .buffered(CONCURRENT_RECORDS)
-            .collect()
-            .await;
+    let records = event.payload.records;
+    let sequence_numbers: Vec<Option<String>> = records.iter().map(sequence_number_of).collect();
+
+    let decoded: Vec<Result<ChangeEvent, RecordError>> = records.into_iter().map(decode).collect();
+    let changes: Vec<ChangeEvent> = decoded
+        .iter()
+        .filter_map(|d| d.as_ref().ok().cloned())
+        .collect();
+    let mut recorded = history.record_all(&changes, deadline).await.into_iter();
 
     let mut response = DynamoDbEventResponse::default();
-    for (sequence_number, outcome) in outcomes {
+    for (sequence_number, decoded) in sequence_numbers.into_iter().zip(decoded) {
+        let outcome = decoded.and_then(|change| {
+            let result = recorded.next().unwrap_or(Ok(()));
+            result.map(|()| change).map_err(RecordError::History)
+        });
         let error = match outcome {
-            Ok(handled) => {
+            Ok(change) => {
                 // The email is personal data: log who changed and how, never the address itself.
                 tracing::info!(
-                    event_name = handled.event.change.event_name().as_str(),
-                    user_id = %handled.event.user_id,
-                    sequence_number = %handled.event.sequence_number,
-                    outcome = match handled.recorded {
-                        Recorded::Written => "recorded",
-                        Recorded::AlreadyPresent => "already recorded",
-                    },
+                    event_name = change.change.event_name().as_str(),
+                    user_id = %change.user_id,
+                    sequence_number = %change.sequence_number,
+                    outcome = "recorded",
                     "user change"
                 );
                 continue;
@@ -101,20 +91,16 @@ pub async fn handle(
     Ok(response)
 }
 
-/// A record decoded and recorded.
-struct Handled {
-    event: ChangeEvent,
-    recorded: Recorded,
+fn sequence_number_of(record: &Value) -> Option<String> {
+    record
+        .pointer("/dynamodb/SequenceNumber")
+        .and_then(Value::as_str)
+        .filter(|number| !number.is_empty())
+        .map(str::to_owned)
 }
 
-async fn process(
-    history: &HistoryRepository,
-    record: Value,
-    deadline: Deadline,
-) -> Result<Handled, RecordError> {
+fn decode(record: Value) -> Result<ChangeEvent, RecordError> {
     let record: EventRecord =
         serde_json::from_value(record).map_err(|err| InvalidRecord::new(err.to_string()))?;
-    let event = ChangeEvent::decode(&record)?;
-    let recorded = deadline.bound(history.record(&event)).await?;
-    Ok(Handled { event, recorded })
+    Ok(ChangeEvent::decode(&record)?)
 }
