@@ -245,21 +245,16 @@ impl HistoryRepository {
 
     /// Every recorded change of one user, oldest first.
     pub async fn entries_for(&self, user_id: UserId) -> Result<Vec<HistoryEntry>, Error> {
-        let pages: Vec<_> = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("#user = :user")
-            .expression_attribute_names("#user", table::HISTORY_USER_ID)
-            .expression_attribute_values(":user", AttributeValue::S(user_id.to_string()))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<_, _>>()
-            .await
-            .map_err(Error::from_sdk)?;
-        serde_dynamo::from_items(pages).map_err(Error::CorruptItem)
+        let mut entries = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.page(user_id, 100, after.as_ref()).await?;
+            entries.extend(page.entries);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(entries),
+            }
+        }
     }
 }
 
