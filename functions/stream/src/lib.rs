@@ -48,18 +48,23 @@ pub async fn handle(
     let records = event.payload.records;
     let sequence_numbers: Vec<Option<String>> = records.iter().map(sequence_number_of).collect();
 
-    let decoded: Vec<Result<ChangeEvent, RecordError>> = records.into_iter().map(decode).collect();
-    let changes: Vec<ChangeEvent> = decoded
-        .iter()
-        .filter_map(|d| d.as_ref().ok().cloned())
+    // Each record's place among the decoded changes, or why it could not be decoded.
+    let mut changes: Vec<ChangeEvent> = Vec::with_capacity(records.len());
+    let slots: Vec<Result<usize, RecordError>> = records
+        .into_iter()
+        .map(|record| {
+            let change = decode(record)?;
+            changes.push(change);
+            Ok(changes.len() - 1)
+        })
         .collect();
-    let mut recorded = history.record_all(&changes, deadline).await.into_iter();
+    let recorded = history.record_all(&changes, deadline).await;
 
     let mut response = DynamoDbEventResponse::default();
-    for (sequence_number, decoded) in sequence_numbers.into_iter().zip(decoded) {
-        let outcome = decoded.and_then(|change| {
-            let result = recorded.next().unwrap_or(Ok(()));
-            result.map(|()| change).map_err(RecordError::History)
+    for (sequence_number, slot) in sequence_numbers.into_iter().zip(slots) {
+        let outcome = slot.and_then(|index| match &recorded[index] {
+            Ok(()) => Ok(&changes[index]),
+            Err(error) => Err(RecordError::History(Arc::clone(error))),
         });
         let error = match outcome {
             Ok(change) => {
