@@ -9,11 +9,16 @@ import signal
 import subprocess
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Sequence
 
 _PR_SET_PDEATHSIG = 1
 _COLOURS = ["36", "35", "33", "32", "34", "31"]
 _print_lock = threading.Lock()
+# PR_SET_PDEATHSIG signals the child when the *thread* that forked it exits, not the process. A
+# child forked by a short-lived thread (an HTTP request's, a pool's) would be killed when that
+# thread ends, so every child is forked by this one thread, which lives as long as we do.
+_FORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forker")
 
 
 def die_with_parent() -> None:
@@ -60,14 +65,15 @@ def spawn(
     tidy: Callable[[str], str] = lambda line: line,
 ) -> subprocess.Popen:
     """Starts a child whose stdout and stderr go to `log` under `tag`, each line through `tidy`."""
-    process = subprocess.Popen(
+    process = _FORKER.submit(
+        subprocess.Popen,
         list(command),
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         preexec_fn=managed_child,
-    )
+    ).result()
 
     def pump() -> None:
         assert process.stdout is not None

@@ -1,10 +1,14 @@
 """A function of template.yaml run locally as its real Lambda binary.
 
-Each function gets its own implementation of the Lambda Runtime API (the HTTP interface every
-custom runtime, lambda_runtime included, polls for events) on a loopback port, and one process
-of its binary, as one Lambda execution environment would: one invocation at a time, the
-template's Timeout enforced (the process is killed and restarted, as Lambda does), and a crashed
-process reported as a function error and started again for the next invocation.
+Each execution environment gets its own implementation of the Lambda Runtime API (the HTTP
+interface every custom runtime, lambda_runtime included, polls for events) on a loopback port,
+and one process of its binary, as on Lambda: one invocation at a time, the template's Timeout
+enforced (the process is killed and restarted, as Lambda does), and a crashed process reported
+as a function error and started again for the next invocation.
+
+A function scales out as Lambda does: an invocation that finds every environment busy starts
+another one, up to a limit (`concurrency`), so two requests at once run in two processes at
+once, and races between them happen here as they do on AWS.
 """
 
 from __future__ import annotations
@@ -66,7 +70,10 @@ class _Invocation:
 
 
 class LocalFunction:
-    """One function: its binary, environment and Runtime API. Thread-safe `invoke`."""
+    """One function: up to `concurrency` execution environments of its binary. Thread-safe
+    `invoke`: an invocation takes an idle environment, or starts a new one while there are fewer
+    than `concurrency`, or waits for one to be free (Lambda would throttle instead; locally a
+    short wait is kinder than a 429)."""
 
     def __init__(
         self,
@@ -77,10 +84,82 @@ class LocalFunction:
         memory_mb: int,
         log: processes.Log,
         tag: str | None = None,
+        concurrency: int = 1,
     ):
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
         self.name = name
         self.arn = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:{name}"
         self.tag = tag or name
+        self.concurrency = concurrency
+        self._settings = (binary, environment, timeout, memory_mb, log)
+        self._environments: list[_Environment] = []
+        self._idle: list[_Environment] = []
+        self._changed = threading.Condition()
+
+    def start(self) -> None:
+        """Starts the first environment, so a binary that cannot start shows at once."""
+        with self._changed:
+            self._idle.append(self._new_environment())
+
+    def stop(self) -> None:
+        with self._changed:
+            environments = list(self._environments)
+        for environment in environments:
+            environment.stop()
+
+    @property
+    def environments(self) -> int:
+        """How many execution environments this function has started."""
+        with self._changed:
+            return len(self._environments)
+
+    def invoke(self, event: Any) -> Outcome:
+        """Invokes the function synchronously, as Lambda's Invoke API with RequestResponse."""
+        with self._changed:
+            while not self._idle and len(self._environments) >= self.concurrency:
+                self._changed.wait()
+            environment = self._idle.pop() if self._idle else self._new_environment()
+        try:
+            return environment.invoke(event)
+        finally:
+            with self._changed:
+                self._idle.append(environment)
+                self._changed.notify()
+
+    def _new_environment(self) -> "_Environment":
+        """Called with the lock held. The first environment logs under the function's tag, later
+        ones under `tag#2`, `tag#3`..., as Lambda gives each its own log stream."""
+        number = len(self._environments) + 1
+        binary, environment, timeout, memory_mb, log = self._settings
+        tag = self.tag if number == 1 else f"{self.tag}#{number}"
+        created = _Environment(self.name, self.arn, binary, environment, timeout, memory_mb, log, tag, number)
+        created.start()
+        self._environments.append(created)
+        if number > 1:
+            log.line(tag, f"started execution environment {number} of at most {self.concurrency}")
+        return created
+
+
+class _Environment:
+    """One execution environment: a Runtime API and one process of the binary."""
+
+    def __init__(
+        self,
+        name: str,
+        arn: str,
+        binary: Path,
+        environment: dict[str, str],
+        timeout: float,
+        memory_mb: int,
+        log: processes.Log,
+        tag: str,
+        number: int,
+    ):
+        self.name = name
+        self.arn = arn
+        self.tag = tag
+        self._number = number
         self._binary = binary
         self._environment = environment
         self._timeout = timeout
@@ -118,7 +197,7 @@ class LocalFunction:
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(self._memory_mb),
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
             "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{self.name}",
-            "AWS_LAMBDA_LOG_STREAM_NAME": "local",
+            "AWS_LAMBDA_LOG_STREAM_NAME": f"local-{self._number}",
         }
         self._process = processes.spawn(
             self.tag, [str(self._binary)], env, self._log, self._exited, tidy=tidy_log_line
@@ -136,7 +215,7 @@ class LocalFunction:
 
     # --- invoking ---
     def invoke(self, event: Any) -> Outcome:
-        """Invokes the function synchronously, as Lambda's Invoke API with RequestResponse."""
+        """One invocation; the function hands an environment one invocation at a time."""
         with self._one_at_a_time:
             if self._process is None or self._process.poll() is not None:
                 self._start_process()

@@ -1,9 +1,10 @@
 """The whole system on this machine, from template.yaml:
 
-    python -m local.stack [--port 3000] [--dynamodb-port 8000] [--binaries target/debug]
+    python -m local.stack [--port 3000] [--dynamodb-port 8000] [--binaries target/debug] [--concurrency 4]
 
 - moto's server as DynamoDB, DynamoDB Streams and SQS, with the template's tables and queues;
-- every function as its real binary under a local Lambda Runtime API;
+- every function as its real binary under a local Lambda Runtime API, scaled out as Lambda does:
+  up to --concurrency processes of each, so concurrent requests run concurrently (and race);
 - the HTTP API's routes on http://127.0.0.1:PORT, as payload format 2.0 events;
 - an event source mapping per DynamoDB stream event, with the template's settings; records it
   gives up on go to the OnFailure queue and to .local/on-failure/<Queue>.jsonl.
@@ -30,16 +31,21 @@ from .template import ROOT, FunctionSpec, Template, functions
 STATE = ROOT / ".local"
 # Stream event properties the local event source mapping does not model.
 UNSUPPORTED_STREAM_PROPERTIES = {"ParallelizationFactor", "TumblingWindowInSeconds"}
+# Execution environments per function: enough for the races two or three clients can cause, few
+# enough for a laptop (each is a process of a few MB, started only when the others are busy).
+DEFAULT_CONCURRENCY = 4
 
 
 class Stack:
-    def __init__(self, template: Template, port: int, dynamodb_port: int, binaries: Path, log: Log, log_format: str = "template"):
+    def __init__(self, template: Template, port: int, dynamodb_port: int, binaries: Path, log: Log, log_format: str = "template",
+                 concurrency: int = DEFAULT_CONCURRENCY):
         self.template = template
         self.log = log
         self.moto = MotoServer(port=dynamodb_port, log=STATE / "moto.log")
         self._port = port
         self._binaries = binaries
         self._log_format = log_format
+        self._concurrency = concurrency
         self.functions: dict[str, LocalFunction] = {}
         self.api: HttpApi | None = None
         self.mappings = StreamMappings(self.moto, log)
@@ -63,7 +69,8 @@ class Stack:
                 **spec.environment,
                 **self._log_variables(spec),
             }
-            function = LocalFunction(spec.name, binary, env, spec.timeout, spec.memory_mb, self.log, tag=spec.binary)
+            function = LocalFunction(spec.name, binary, env, spec.timeout, spec.memory_mb, self.log, tag=spec.binary,
+                                     concurrency=self._concurrency)
             function.start()
             self.functions[spec.name] = function
 
@@ -208,7 +215,13 @@ def main(argv: list[str] | None = None) -> int:
         "--log-format", choices=("template", "text", "json"), default="template",
         help="function logs as the template's LoggingConfig says (default: JSON, as on AWS), or text to read in a terminal",
     )
+    parser.add_argument(
+        "--concurrency", type=int, default=DEFAULT_CONCURRENCY,
+        help=f"execution environments (processes) per function at most, as Lambda scales out (default {DEFAULT_CONCURRENCY}); 1 serialises every function",
+    )
     args = parser.parse_args(argv)
+    if args.concurrency < 1:
+        parser.error("--concurrency must be at least 1")
 
     log = Log()
     # A plain list, not a threading.Event: Event.set() takes a lock, which a signal handler
@@ -217,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda signum, _frame: received.append(signum))
 
-    stack = Stack(Template.load(), args.port, args.dynamodb_port, args.binaries, log, args.log_format)
+    stack = Stack(Template.load(), args.port, args.dynamodb_port, args.binaries, log, args.log_format, args.concurrency)
     try:
         try:
             stack.start()

@@ -6,6 +6,7 @@ import os
 import stat
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -25,29 +26,39 @@ RUNTIME = textwrap.dedent(
         if event.get("crash"):
             sys.exit(3)
         time.sleep(event.get("sleep", 0))
-        kind, body = ("error", {{"errorType": "Bad", "errorMessage": "asked to fail"}}) if event.get("fail") else ("response", {{"echo": event}})
+        kind, body = ("error", {{"errorType": "Bad", "errorMessage": "asked to fail"}}) if event.get("fail") else ("response", {{"echo": event, "pid": os.getpid()}})
         urllib.request.urlopen(urllib.request.Request(api + request_id + "/" + kind, data=json.dumps(body).encode(), method="POST")).read()
     """
 )
 
 
-@pytest.fixture
-def function(tmp_path):
+def start_function(tmp_path, concurrency: int = 1) -> LocalFunction:
     binary = tmp_path / "bootstrap"
     binary.write_text(RUNTIME)
     binary.chmod(binary.stat().st_mode | stat.S_IEXEC)
     output = io.StringIO()
     env = {"PATH": os.environ.get("PATH", "")}
-    function = LocalFunction("EchoFunction", binary, env, timeout=2, memory_mb=128, log=Log(output))
+    function = LocalFunction("EchoFunction", binary, env, timeout=2, memory_mb=128, log=Log(output), concurrency=concurrency)
     function.output = output
     function.start()
+    return function
+
+
+@pytest.fixture
+def function(tmp_path):
+    function = start_function(tmp_path)
     yield function
     function.stop()
 
 
+def invoke_together(function: LocalFunction, events: list[dict]) -> list:
+    with ThreadPoolExecutor(len(events)) as pool:
+        return list(pool.map(function.invoke, events))
+
+
 def test_invocations_get_the_event_and_return_the_response(function):
-    assert function.invoke({"n": 1}).payload == {"echo": {"n": 1}}
-    assert function.invoke({"n": 2}).payload == {"echo": {"n": 2}}
+    assert function.invoke({"n": 1}).payload["echo"] == {"n": 1}
+    assert function.invoke({"n": 2}).payload["echo"] == {"n": 2}
     assert "[EchoFunction] started EchoFunction" in function.output.getvalue()
 
 
@@ -59,14 +70,37 @@ def test_a_function_error_is_reported(function):
 def test_a_crash_is_an_error_and_the_next_invocation_gets_a_new_process(function):
     outcome = function.invoke({"crash": True})
     assert outcome.error["errorType"] == "Runtime.ExitError"
-    assert function.invoke({"n": 3}).payload == {"echo": {"n": 3}}
+    assert function.invoke({"n": 3}).payload["echo"] == {"n": 3}
     assert "process exited with status 3" in function.output.getvalue()
 
 
 def test_a_timeout_kills_the_process_and_the_next_invocation_works(function):
     outcome = function.invoke({"sleep": 10})
     assert outcome.error["errorType"] == "Sandbox.Timedout"
-    assert function.invoke({"n": 4}).payload == {"echo": {"n": 4}}
+    assert function.invoke({"n": 4}).payload["echo"] == {"n": 4}
+
+
+def test_concurrent_invocations_run_in_as_many_processes_up_to_the_limit(tmp_path):
+    function = start_function(tmp_path, concurrency=2)
+    try:
+        # Two at once, each busy for a while: the second cannot wait for the first's process.
+        outcomes = invoke_together(function, [{"n": 1, "sleep": 0.5}, {"n": 2, "sleep": 0.5}])
+        assert [o.payload["echo"]["n"] for o in outcomes] == [1, 2]
+        assert len({o.payload["pid"] for o in outcomes}) == 2
+        # Three at once with a limit of two: the third waits for a free environment; no third process.
+        outcomes = invoke_together(function, [{"n": n, "sleep": 0.3} for n in range(3)])
+        assert all(o.ok for o in outcomes), [o.error for o in outcomes]
+        assert len({o.payload["pid"] for o in outcomes}) == 2
+        assert function.environments == 2
+        assert "[EchoFunction#2] started execution environment 2 of at most 2" in function.output.getvalue()
+    finally:
+        function.stop()
+
+
+def test_one_environment_serialises_invocations(function):
+    outcomes = invoke_together(function, [{"n": 1, "sleep": 0.2}, {"n": 2, "sleep": 0.2}])
+    assert len({o.payload["pid"] for o in outcomes}) == 1
+    assert function.environments == 1
 
 
 def test_log_lines_lose_the_long_invocation_span():

@@ -21,7 +21,8 @@ pub enum Error {
     Throttled(#[source] BoxError),
     #[error("DynamoDB could not be reached")]
     Unavailable(#[source] BoxError),
-    /// DynamoDB left writes of a batch unprocessed (throttling) after every retry.
+    /// DynamoDB left writes of a batch unprocessed (throttling) after every retry, or answered
+    /// in a way that does not say they were written: either way they are not known to be done.
     #[error("DynamoDB left writes unprocessed after retries")]
     Unprocessed,
     /// DynamoDB had not answered when the invocation's deadline (less a margin) came.
@@ -31,6 +32,10 @@ pub enum Error {
     /// than we retry.
     #[error("the transaction kept colliding with concurrent transactions")]
     TransactionConflict(#[source] BoxError),
+    /// The user changed between every read and write of an operation, more often than we read
+    /// again and decide again: others are changing it right now.
+    #[error("user {0} kept changing during the operation")]
+    KeptChanging(UserId),
 
     // --- Faults of ours or of AWS: details only in the logs. ---
     /// Any other failed SDK call (a missing table, a denied permission, a validation error).
@@ -88,6 +93,7 @@ impl Error {
                 | Self::Unprocessed
                 | Self::DeadlineExceeded
                 | Self::TransactionConflict(_)
+                | Self::KeptChanging(_)
         )
     }
 }

@@ -1,6 +1,7 @@
 //! The history table: one item per handled stream record, so every change to a user, the last
 //! state of a deleted user included, can be read back.
 
+use crate::backoff::Backoff;
 use crate::deadline::Deadline;
 use crate::error::Error;
 use crate::model::{EpochSeconds, User, UserId};
@@ -10,7 +11,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,8 +19,13 @@ use std::time::Duration;
 const BATCH_WRITE_LIMIT: usize = 25;
 /// BatchWriteItem requests in flight at once: a 1,000-record batch is 40 requests.
 const CONCURRENT_BATCH_WRITES: usize = 4;
-/// How often puts that DynamoDB left unprocessed (throttling) are sent again, with backoff.
+/// How often a chunk is sent in all while DynamoDB leaves some of its puts unprocessed.
 const UNPROCESSED_ATTEMPTS: u32 = 4;
+/// Waits between those attempts (the SDK's guidance: back off, as the table is throttling).
+const UNPROCESSED_BACKOFF: Backoff = Backoff {
+    first: Duration::from_millis(50),
+    cap: Duration::from_millis(1000),
+};
 
 /// DynamoDB stream sequence numbers are decimal strings of up to 40 digits. Padded to this
 /// width they sort as strings in the same order as numbers, which the sort key needs.
@@ -54,13 +60,43 @@ impl From<&ChangeEvent> for HistoryEntry {
     }
 }
 
-/// The indices of one BatchWriteItem's changes, and the indices it left unprocessed (or why it
-/// failed as a whole).
-type ChunkOutcome = (Vec<usize>, Result<Vec<usize>, Error>);
+/// The key of a history item: which record a put is for.
+type HistoryKey = (String, String);
+
+/// One put of a batch: the index of its change, its key and the request itself.
+#[derive(Debug, Clone)]
+struct PendingPut {
+    index: usize,
+    key: HistoryKey,
+    request: WriteRequest,
+}
+
+/// The outcome of one chunk of puts: the indices known written, and the rest (still
+/// unprocessed after the last attempt, or cut short by a failed request or the deadline) with
+/// why. A put in neither list stays "not recorded".
+#[derive(Debug)]
+struct ChunkOutcome {
+    written: Vec<usize>,
+    failed: Vec<usize>,
+    error: Option<Error>,
+}
 
 fn put_request(item: HashMap<String, AttributeValue>) -> Result<WriteRequest, Error> {
     let put = PutRequest::builder().set_item(Some(item)).build()?;
     Ok(WriteRequest::builder().put_request(put).build())
+}
+
+/// The history key a write request names, if it is a put with both key attributes as strings.
+fn key_of(request: &WriteRequest) -> Option<HistoryKey> {
+    let item = request.put_request()?.item();
+    let string = |name: &str| match item.get(name) {
+        Some(AttributeValue::S(value)) => Some(value.clone()),
+        _ => None,
+    };
+    Some((
+        string(table::HISTORY_USER_ID)?,
+        string(table::HISTORY_SEQUENCE_NUMBER)?,
+    ))
 }
 
 /// Left-pads a decimal sequence number with zeros so string order is numeric order.
@@ -112,49 +148,60 @@ impl HistoryRepository {
     /// Records changes with BatchWriteItem, 25 to a request, a few requests at once; returns
     /// each change's outcome in the order given. The item written for a record is the same
     /// each time, so a replayed batch changes nothing. Puts DynamoDB leaves unprocessed are sent
-    /// again with backoff; every request is bounded by `deadline`.
+    /// again with jittered backoff; every request is bounded by `deadline`.
+    ///
+    /// Fails closed: a change counts as recorded only when its put is known to have succeeded.
     pub async fn record_all(
         &self,
         events: &[ChangeEvent],
         deadline: Deadline,
     ) -> Vec<Result<(), Arc<Error>>> {
-        let mut outcomes: Vec<Result<(), Arc<Error>>> = vec![Ok(()); events.len()];
-        let mut requests = Vec::with_capacity(events.len());
+        let not_recorded = Arc::new(Error::Unprocessed);
+        let mut outcomes: Vec<Result<(), Arc<Error>>> = vec![Err(not_recorded); events.len()];
+        let mut puts = Vec::with_capacity(events.len());
         for (index, event) in events.iter().enumerate() {
-            let request = serde_dynamo::to_item(HistoryEntry::from(event))
+            let entry = HistoryEntry::from(event);
+            let key = (entry.user_id.to_string(), entry.sequence_number.clone());
+            let request = serde_dynamo::to_item(entry)
                 .map_err(Error::CorruptItem)
                 .and_then(put_request);
             match request {
-                Ok(request) => requests.push((index, request)),
+                Ok(request) => puts.push(PendingPut {
+                    index,
+                    key,
+                    request,
+                }),
                 Err(error) => outcomes[index] = Err(Arc::new(error)),
             }
         }
-        let chunks: Vec<Vec<(usize, WriteRequest)>> = requests
-            .chunks(BATCH_WRITE_LIMIT)
-            .map(<[_]>::to_vec)
-            .collect();
+        let chunks: Vec<Vec<PendingPut>> =
+            puts.chunks(BATCH_WRITE_LIMIT).map(<[_]>::to_vec).collect();
         let results: Vec<ChunkOutcome> = stream::iter(chunks)
             .map(|chunk| async move {
-                let indices = chunk.iter().map(|(index, _)| *index).collect();
-                (indices, deadline.bound(self.write_chunk(chunk)).await)
+                let indices: Vec<usize> = chunk.iter().map(|put| put.index).collect();
+                let mut written = Vec::new();
+                let result = deadline.bound(self.write_chunk(chunk, &mut written)).await;
+                // Cut short or failed: what was confirmed before still counts.
+                ChunkOutcome {
+                    failed: indices
+                        .into_iter()
+                        .filter(|i| !written.contains(i))
+                        .collect(),
+                    written,
+                    error: result.err(),
+                }
             })
             .buffer_unordered(CONCURRENT_BATCH_WRITES)
             .collect()
             .await;
-        for (indices, result) in results {
-            match result {
-                Ok(unprocessed) if unprocessed.is_empty() => {}
-                Ok(unprocessed) => {
-                    let error = Arc::new(Error::Unprocessed);
-                    for index in unprocessed {
-                        outcomes[index] = Err(error.clone());
-                    }
-                }
-                Err(error) => {
-                    let error = Arc::new(error);
-                    for index in indices {
-                        outcomes[index] = Err(error.clone());
-                    }
+        for outcome in results {
+            for index in outcome.written {
+                outcomes[index] = Ok(());
+            }
+            if let Some(error) = outcome.error {
+                let error = Arc::new(error);
+                for index in outcome.failed {
+                    outcomes[index] = Err(Arc::clone(&error));
                 }
             }
         }
@@ -162,39 +209,67 @@ impl HistoryRepository {
     }
 
     /// One BatchWriteItem of up to 25 puts, sending again what DynamoDB left unprocessed;
-    /// returns the indices still unprocessed after the last attempt.
+    /// pushes onto `written` the index of every put known to be written, as soon as it is known
+    /// (so a deadline that cuts the retries short keeps what was confirmed).
+    ///
+    /// DynamoDB returns unprocessed puts themselves; they are matched to ours by their key
+    /// (`userId`, `sequenceNumber`), never by comparing whole items. An answer that cannot be
+    /// matched (an unprocessed request without our key, or under another table's name) proves
+    /// nothing was written, so the whole chunk is sent again.
     async fn write_chunk(
         &self,
-        mut pending: Vec<(usize, WriteRequest)>,
-    ) -> Result<Vec<usize>, Error> {
-        let mut attempt = 0;
+        mut pending: Vec<PendingPut>,
+        written: &mut Vec<usize>,
+    ) -> Result<(), Error> {
+        let mut attempt = 1;
         loop {
             let output = self
                 .client
                 .batch_write_item()
                 .request_items(
                     &self.table,
-                    pending.iter().map(|(_, request)| request.clone()).collect(),
+                    pending.iter().map(|put| put.request.clone()).collect(),
                 )
                 .send()
                 .await
                 .map_err(Error::from_sdk)?;
-            let unprocessed: Vec<WriteRequest> = output
-                .unprocessed_items
-                .and_then(|mut tables| tables.remove(&self.table))
-                .unwrap_or_default();
-            // DynamoDB returns the unprocessed requests themselves: find them by their key.
-            pending.retain(|(_, request)| unprocessed.contains(request));
-            attempt += 1;
-            if pending.is_empty() || attempt == UNPROCESSED_ATTEMPTS {
-                return Ok(pending.into_iter().map(|(index, _)| index).collect());
+            let mut left: HashSet<HistoryKey> = HashSet::new();
+            let mut unmatched = 0;
+            for (table, requests) in output.unprocessed_items.unwrap_or_default() {
+                for request in requests {
+                    match key_of(&request) {
+                        Some(key) if table == self.table => {
+                            left.insert(key);
+                        }
+                        _ => unmatched += 1,
+                    }
+                }
+            }
+            if unmatched > 0 {
+                tracing::warn!(
+                    unmatched,
+                    "BatchWriteItem returned unprocessed writes that match none of ours; sending the whole chunk again"
+                );
+            } else {
+                let (done, still): (Vec<PendingPut>, Vec<PendingPut>) = pending
+                    .into_iter()
+                    .partition(|put| !left.contains(&put.key));
+                written.extend(done.iter().map(|put| put.index));
+                pending = still;
+            }
+            if pending.is_empty() {
+                return Ok(());
+            }
+            if attempt == UNPROCESSED_ATTEMPTS {
+                return Err(Error::Unprocessed);
             }
             tracing::warn!(
                 attempt,
                 unprocessed = pending.len(),
                 "history writes left unprocessed; retrying"
             );
-            tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+            UNPROCESSED_BACKOFF.wait(attempt).await;
+            attempt += 1;
         }
     }
 

@@ -6,6 +6,7 @@
 //! repositories here and get typed values back. Every item is exported once, from the crate's
 //! root; only the attribute names keep their module, [`table`].
 
+mod backoff;
 mod config;
 mod deadline;
 mod error;

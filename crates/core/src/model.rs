@@ -94,22 +94,40 @@ pub const MAX_EMAIL_LEN: usize = 254;
 const MAX_LOCAL_PART_LEN: usize = 64;
 const MAX_DOMAIN_LABEL_LEN: usize = 63;
 
-/// An email address: trimmed, syntactically valid and lower-cased.
+/// An email address.
+///
+/// Two ways in, on purpose: [`Email::parse`] for what a client sends (strict: validated, then
+/// lower-cased), and deserialisation for what is already stored (tolerant: read as it is). A rule
+/// tightened later, or a row written by another tool, must never make a stored user unreadable,
+/// unchangeable, undeletable or a poison record in the stream.
 ///
 /// Lower-casing the whole address (not only the domain) is what makes the uniqueness rule match
 /// what people expect: `Ann@Example.com` and `ann@example.com` are one user.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(into = "String")]
 pub struct Email(String);
 
 impl Email {
     /// Validates and normalises an address typed by a person.
+    ///
+    /// The rule: after trimming surrounding whitespace, an ASCII address of at most 254
+    /// characters, `local@domain`, where the local part (at most 64) is letters, digits, dots
+    /// (not first, last or doubled) and ``!#$%&'*+/=?^_`{|}~-``, and the domain is two or more
+    /// host-name labels (letters, digits, inner hyphens; at most 63 each) not ending in a number.
+    /// An internationalised domain is accepted in its ASCII (`xn--`) form. The rule is checked
+    /// on the address as sent and only then lower-cased: lower-casing first would turn
+    /// characters such as the Kelvin sign (U+212A) into ASCII letters and let them through.
     pub fn parse(raw: &str) -> Result<Self, InvalidEmail> {
-        let email = raw.trim().to_lowercase();
+        let email = raw.trim();
         if email.is_empty() {
             return Err(InvalidEmail("must not be empty"));
         }
-        if email.chars().count() > MAX_EMAIL_LEN {
+        if !email.is_ascii() {
+            return Err(InvalidEmail(
+                "must be ASCII (write an international domain in its xn-- form)",
+            ));
+        }
+        if email.len() > MAX_EMAIL_LEN {
             return Err(InvalidEmail("must be at most 254 characters"));
         }
         let Some((local, domain)) = email.rsplit_once('@') else {
@@ -117,7 +135,7 @@ impl Email {
         };
         validate_local_part(local)?;
         validate_domain(domain)?;
-        Ok(Self(email))
+        Ok(Self(email.to_ascii_lowercase()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -179,10 +197,10 @@ impl fmt::Display for Email {
     }
 }
 
-impl TryFrom<String> for Email {
-    type Error = InvalidEmail;
-    fn try_from(raw: String) -> Result<Self, Self::Error> {
-        Self::parse(&raw)
+impl<'de> Deserialize<'de> for Email {
+    /// Reads a stored email as it is, without validating it (see [`Email`]).
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Self)
     }
 }
 
@@ -298,10 +316,48 @@ mod tests {
     }
 
     #[test]
-    fn deserialising_revalidates_fields() {
+    fn a_stored_user_is_read_as_stored_but_its_id_must_be_a_uuid() {
+        // The id is the key every operation uses: without a valid one there is no user.
         let bad = serde_json::json!({"id": "x", "timestamp": 1, "email": "test@test.com"});
         assert!(serde_json::from_value::<User>(bad).is_err());
-        let bad = serde_json::json!({"id": UserId::random(), "timestamp": 1, "email": "nope"});
-        assert!(serde_json::from_value::<User>(bad).is_err());
+        // The email is data: an address today's rule rejects is still the user's address.
+        for stored in [
+            "nope",
+            "Ann@Example.COM",
+            "\u{212A}elvin@test.com",
+            "user@localhost",
+        ] {
+            let user: User = serde_json::from_value(
+                serde_json::json!({"id": UserId::random(), "timestamp": 1, "email": stored}),
+            )
+            .unwrap();
+            assert_eq!(user.email.as_str(), stored);
+        }
+    }
+
+    #[test]
+    fn the_rule_is_checked_before_lower_casing() {
+        // U+212A KELVIN SIGN lower-cases to an ASCII `k`; U+0130 to `i` and a combining dot.
+        for sneaky in [
+            "\u{212A}elvin@test.com",
+            "user@test.\u{212A}z",
+            "\u{130}stanbul@test.com",
+            "ann@ex\u{212A}ample.com",
+        ] {
+            assert!(
+                Email::parse(sneaky).is_err(),
+                "{sneaky:?} should be rejected"
+            );
+        }
+        assert_eq!(
+            Email::parse("\u{212A}elvin@test.com"),
+            Err(InvalidEmail(
+                "must be ASCII (write an international domain in its xn-- form)"
+            ))
+        );
+        assert_eq!(
+            Email::parse("Ann@XN--BCHER-KVA.Example").unwrap().as_str(),
+            "ann@xn--bcher-kva.example"
+        );
     }
 }

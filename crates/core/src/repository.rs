@@ -1,6 +1,12 @@
 //! DynamoDB access for users: create with a unique email, change the email, delete by id, read
 //! by id. Writes are single transactions, so a user and its email claim always change together.
+//!
+//! Under concurrency every write is conditional on what was read, and a failed condition is not
+//! an answer by itself: the operation reads again and decides again (a bounded number of
+//! rounds), so a client's retry racing its first try, or a delete racing a change, gets the
+//! answer the final state explains.
 
+use crate::backoff::Backoff;
 use crate::config::TableNames;
 use crate::error::Error;
 use crate::model::{Email, User, UserId};
@@ -12,9 +18,19 @@ use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Up
 use std::collections::HashMap;
 use std::time::Duration;
 
-/// How often a transaction that collided with another one on the same item is tried in all.
-/// DynamoDB cancels such transactions with `TransactionConflict`; the SDK does not retry them.
-const TRANSACTION_ATTEMPTS: u32 = 3;
+/// How often one transaction is sent when DynamoDB cancels it for a passing reason (a conflict
+/// with another transaction on the same item, or throttling). The SDK retries neither: it sees a
+/// `TransactionCanceledException`, not a throttling error.
+const TRANSACTION_ATTEMPTS: u32 = 4;
+/// Waits between those attempts: at most 25 + 50 + 100 ms in all, well inside any deadline.
+const TRANSACTION_BACKOFF: Backoff = Backoff {
+    first: Duration::from_millis(25),
+    cap: Duration::from_millis(400),
+};
+/// How many times an operation reads a user and writes conditionally on what it read before it
+/// gives up on a user that keeps changing under it ([`Error::KeptChanging`], a 503). One race
+/// costs one extra round; five rounds are only ever used up by a user changed continuously.
+const DECISION_ROUNDS: u32 = 5;
 
 /// What each item of a transaction does, so a cancelled transaction says by name whose
 /// condition failed.
@@ -33,6 +49,56 @@ enum Transaction {
     Committed,
     /// Cancelled because the conditions of these steps failed; nothing was written.
     ConditionFailed(Vec<Step>),
+}
+
+/// Why DynamoDB cancelled a transaction, from its per-item cancellation reasons.
+#[derive(Debug, PartialEq, Eq)]
+enum Cancellation {
+    /// These steps' conditions failed: a domain outcome, decided by the caller.
+    Conditions(Vec<Step>),
+    /// Another transaction touched the same item: worth sending again.
+    Conflict,
+    /// DynamoDB throttled an item (`ThrottlingError`, `ProvisionedThroughputExceeded`,
+    /// `RequestLimitExceeded`): worth sending again after a wait.
+    Throttled,
+    /// Anything else (a validation error, an item collection too large, no reason at all): a
+    /// fault that sending again cannot mend.
+    Fault,
+}
+
+impl Cancellation {
+    /// Classifies the reasons, given in the order of `steps`. A fault outweighs everything (the
+    /// request itself is wrong); failed conditions outweigh passing reasons, since the
+    /// transaction could not commit as it was anyway.
+    fn of(steps: &[Step], reasons: &[Option<String>]) -> Self {
+        let mut conditions = Vec::new();
+        let (mut conflict, mut throttled) = (false, false);
+        for (index, reason) in reasons.iter().enumerate() {
+            match reason.as_deref() {
+                None | Some("None") => {}
+                Some("ConditionalCheckFailed") => match steps.get(index) {
+                    Some(step) => conditions.push(*step),
+                    None => return Self::Fault,
+                },
+                Some("TransactionConflict") => conflict = true,
+                Some(
+                    "ThrottlingError" | "ProvisionedThroughputExceeded" | "RequestLimitExceeded",
+                ) => {
+                    throttled = true;
+                }
+                Some(_) => return Self::Fault,
+            }
+        }
+        if !conditions.is_empty() {
+            Self::Conditions(conditions)
+        } else if throttled {
+            Self::Throttled
+        } else if conflict {
+            Self::Conflict
+        } else {
+            Self::Fault
+        }
+    }
 }
 
 /// The users and emails tables, through one SDK client built at start-up.
@@ -54,38 +120,20 @@ impl UserRepository {
     pub async fn create(&self, user: &User) -> Result<(), Error> {
         let user_item: HashMap<String, AttributeValue> =
             serde_dynamo::to_item(user).map_err(Error::CorruptItem)?;
-        let email_item: HashMap<String, AttributeValue> = serde_dynamo::to_item(EmailItem {
-            email: user.email.clone(),
-            user_id: user.id,
-        })
-        .map_err(Error::CorruptItem)?;
-
         let put_user = Put::builder()
             .table_name(&self.tables.users)
             .set_item(Some(user_item))
             .condition_expression("attribute_not_exists(#id)")
             .expression_attribute_names("#id", table::USER_ID)
             .build()?;
-        let claim_email = Put::builder()
-            .table_name(&self.tables.emails)
-            .set_item(Some(email_item))
-            .condition_expression("attribute_not_exists(#email)")
-            .expression_attribute_names("#email", table::EMAIL)
-            .build()?;
-
-        let outcome = self
-            .transact(vec![
-                (
-                    Step::PutUser,
-                    TransactWriteItem::builder().put(put_user).build(),
-                ),
-                (
-                    Step::ClaimEmail,
-                    TransactWriteItem::builder().put(claim_email).build(),
-                ),
-            ])
-            .await?;
-        match outcome {
+        let steps = vec![
+            (
+                Step::PutUser,
+                TransactWriteItem::builder().put(put_user).build(),
+            ),
+            (Step::ClaimEmail, self.claim_email(&user.email, user.id)?),
+        ];
+        match self.transact(steps).await? {
             Transaction::Committed => Ok(()),
             Transaction::ConditionFailed(failed) if failed.contains(&Step::ClaimEmail) => {
                 Err(Error::EmailTaken)
@@ -94,138 +142,135 @@ impl UserRepository {
         }
     }
 
-    /// Deletes a user and releases its email, returning the user as it was.
+    /// Deletes a user and releases its email, returning the user as it was just before.
+    ///
+    /// The delete is conditional on the email read, so a change that lands between the read and
+    /// the write is never lost silently: the user is read again and deleted as it now is. Fails
+    /// with [`Error::UserNotFound`] only when the user is really gone.
     pub async fn delete(&self, id: UserId) -> Result<User, Error> {
-        let user = self.get(id).await?.ok_or(Error::UserNotFound(id))?;
-
-        // The conditions make the delete exact: the user still has the email we read, and the
-        // email entry (if any) belongs to this user, so a concurrent change is never clobbered.
-        let delete_user = Delete::builder()
-            .table_name(&self.tables.users)
-            .key(table::USER_ID, AttributeValue::S(id.to_string()))
-            .condition_expression("attribute_exists(#id) AND #email = :email")
-            .expression_attribute_names("#id", table::USER_ID)
-            .expression_attribute_names("#email", table::USER_EMAIL)
-            .expression_attribute_values(":email", AttributeValue::S(user.email.to_string()))
-            .build()?;
-        let release_email = Delete::builder()
-            .table_name(&self.tables.emails)
-            .key(table::EMAIL, AttributeValue::S(user.email.to_string()))
-            .condition_expression("attribute_not_exists(#email) OR #owner = :id")
-            .expression_attribute_names("#email", table::EMAIL)
-            .expression_attribute_names("#owner", table::EMAIL_OWNER)
-            .expression_attribute_values(":id", AttributeValue::S(id.to_string()))
-            .build()?;
-
-        let outcome = self
-            .transact(vec![
-                (
-                    Step::DeleteUser,
-                    TransactWriteItem::builder().delete(delete_user).build(),
-                ),
-                (
-                    Step::ReleaseEmail,
-                    TransactWriteItem::builder().delete(release_email).build(),
-                ),
-            ])
-            .await?;
-        match outcome {
-            Transaction::Committed => Ok(user),
-            // Deleted (or changed) by a concurrent request between our read and our write.
-            Transaction::ConditionFailed(failed) if failed.contains(&Step::DeleteUser) => {
-                Err(Error::UserNotFound(id))
+        let mut foreign_claim: Option<Email> = None;
+        for _ in 0..DECISION_ROUNDS {
+            let user = self.get(id).await?.ok_or(Error::UserNotFound(id))?;
+            let delete_user = Delete::builder()
+                .table_name(&self.tables.users)
+                .key(table::USER_ID, AttributeValue::S(id.to_string()))
+                .condition_expression("attribute_exists(#id) AND #email = :email")
+                .expression_attribute_names("#id", table::USER_ID)
+                .expression_attribute_names("#email", table::USER_EMAIL)
+                .expression_attribute_values(":email", AttributeValue::S(user.email.to_string()))
+                .build()?;
+            let mut steps = vec![(
+                Step::DeleteUser,
+                TransactWriteItem::builder().delete(delete_user).build(),
+            )];
+            if foreign_claim.as_ref() != Some(&user.email) {
+                steps.push((Step::ReleaseEmail, self.release_email(&user.email, id)?));
             }
-            Transaction::ConditionFailed(_) => Err(Error::EmailOwnedByAnother(id)),
+            match self.transact(steps).await? {
+                Transaction::Committed => return Ok(user),
+                // Changed or deleted since we read it: read again and decide again.
+                Transaction::ConditionFailed(failed) if failed.contains(&Step::DeleteUser) => {}
+                Transaction::ConditionFailed(_) => {
+                    foreign_claim = Some(self.note_foreign_claim(&user));
+                }
+            }
         }
+        Err(Error::KeptChanging(id))
     }
 
     /// Changes a user's email, keeping emails unique: in one transaction the user's email is
     /// updated (if it still is the one read), the old email's claim is released (if it is this
-    /// user's) and the new one is claimed (if nobody holds it). Returns the user as it now is;
-    /// the same email as now (after normalisation) writes nothing.
+    /// user's) and the new one is claimed (if nobody else holds it). Returns the user as it now
+    /// is; the same email as now (after normalisation) writes nothing, so a retried change
+    /// answers as its first try did.
     ///
-    /// Fails with [`Error::UserNotFound`] for an unknown user and [`Error::EmailTaken`] when
+    /// Fails with [`Error::UserNotFound`] when the user is gone, and [`Error::EmailTaken`] when
     /// another user holds the new email, however close together two changes are.
     pub async fn change_email(&self, id: UserId, email: Email) -> Result<User, Error> {
-        let mut attempt = 1;
-        loop {
+        let mut foreign_claim: Option<Email> = None;
+        for _ in 0..DECISION_ROUNDS {
             let user = self.get(id).await?.ok_or(Error::UserNotFound(id))?;
             if user.email == email {
                 return Ok(user);
             }
-            let outcome = self.transact(self.email_change(&user, &email)?).await?;
-            match outcome {
+            let update_email = Update::builder()
+                .table_name(&self.tables.users)
+                .key(table::USER_ID, AttributeValue::S(id.to_string()))
+                .update_expression("SET #email = :new")
+                .condition_expression("attribute_exists(#id) AND #email = :old")
+                .expression_attribute_names("#id", table::USER_ID)
+                .expression_attribute_names("#email", table::USER_EMAIL)
+                .expression_attribute_values(":old", AttributeValue::S(user.email.to_string()))
+                .expression_attribute_values(":new", AttributeValue::S(email.to_string()))
+                .build()?;
+            let mut steps = vec![(
+                Step::UpdateEmail,
+                TransactWriteItem::builder().update(update_email).build(),
+            )];
+            if foreign_claim.as_ref() != Some(&user.email) {
+                steps.push((Step::ReleaseEmail, self.release_email(&user.email, id)?));
+            }
+            steps.push((Step::ClaimEmail, self.claim_email(&email, id)?));
+            match self.transact(steps).await? {
                 Transaction::Committed => return Ok(User { email, ..user }),
+                // Changed (by a concurrent identical change, say) or deleted since we read it:
+                // read again and decide again.
+                Transaction::ConditionFailed(failed) if failed.contains(&Step::UpdateEmail) => {}
+                // The user was as read, so the claim failed because another user holds it.
                 Transaction::ConditionFailed(failed) if failed.contains(&Step::ClaimEmail) => {
                     return Err(Error::EmailTaken);
                 }
-                // The user changed (or was deleted) between our read and our write: read it
-                // again and decide anew, a bounded number of times.
-                Transaction::ConditionFailed(failed)
-                    if failed.contains(&Step::UpdateEmail) && attempt < TRANSACTION_ATTEMPTS =>
-                {
-                    attempt += 1;
+                Transaction::ConditionFailed(_) => {
+                    foreign_claim = Some(self.note_foreign_claim(&user));
                 }
-                Transaction::ConditionFailed(failed) if failed.contains(&Step::UpdateEmail) => {
-                    return Err(Error::TransactionConflict(
-                        format!("user {id} kept changing during an email change").into(),
-                    ));
-                }
-                Transaction::ConditionFailed(_) => return Err(Error::EmailOwnedByAnother(id)),
             }
         }
+        Err(Error::KeptChanging(id))
     }
 
-    /// The three writes of an email change, each with the condition that keeps it exact.
-    fn email_change(
-        &self,
-        user: &User,
-        email: &Email,
-    ) -> Result<Vec<(Step, TransactWriteItem)>, Error> {
-        let id = AttributeValue::S(user.id.to_string());
-        let update_email = Update::builder()
-            .table_name(&self.tables.users)
-            .key(table::USER_ID, id.clone())
-            .update_expression("SET #email = :new")
-            .condition_expression("attribute_exists(#id) AND #email = :old")
-            .expression_attribute_names("#id", table::USER_ID)
-            .expression_attribute_names("#email", table::USER_EMAIL)
-            .expression_attribute_values(":old", AttributeValue::S(user.email.to_string()))
-            .expression_attribute_values(":new", AttributeValue::S(email.to_string()))
-            .build()?;
-        let release_old = Delete::builder()
-            .table_name(&self.tables.emails)
-            .key(table::EMAIL, AttributeValue::S(user.email.to_string()))
-            .condition_expression("attribute_not_exists(#email) OR #owner = :id")
-            .expression_attribute_names("#email", table::EMAIL)
-            .expression_attribute_names("#owner", table::EMAIL_OWNER)
-            .expression_attribute_values(":id", id)
-            .build()?;
+    /// Only the release of `user`'s email failed, with the user as read: the emails table says
+    /// another user holds this user's email (a row written by another tool, or tables restored
+    /// apart). That claim is not ours to remove, and it must not make the user undeletable or
+    /// unchangeable: the next round leaves it alone.
+    fn note_foreign_claim(&self, user: &User) -> Email {
+        tracing::warn!(
+            user_id = %user.id,
+            "the emails table gives this user's email to another user; leaving that claim as it is"
+        );
+        user.email.clone()
+    }
+
+    /// The claim of `email` for `owner`: written if nobody holds the email, or `owner` already
+    /// does (so a claim is never taken from another user, and claiming twice is harmless).
+    fn claim_email(&self, email: &Email, owner: UserId) -> Result<TransactWriteItem, Error> {
         let claim: HashMap<String, AttributeValue> = serde_dynamo::to_item(EmailItem {
             email: email.clone(),
-            user_id: user.id,
+            user_id: owner,
         })
         .map_err(Error::CorruptItem)?;
-        let claim_new = Put::builder()
+        let put = Put::builder()
             .table_name(&self.tables.emails)
             .set_item(Some(claim))
-            .condition_expression("attribute_not_exists(#email)")
+            .condition_expression("attribute_not_exists(#email) OR #owner = :owner")
             .expression_attribute_names("#email", table::EMAIL)
+            .expression_attribute_names("#owner", table::EMAIL_OWNER)
+            .expression_attribute_values(":owner", AttributeValue::S(owner.to_string()))
             .build()?;
-        Ok(vec![
-            (
-                Step::UpdateEmail,
-                TransactWriteItem::builder().update(update_email).build(),
-            ),
-            (
-                Step::ReleaseEmail,
-                TransactWriteItem::builder().delete(release_old).build(),
-            ),
-            (
-                Step::ClaimEmail,
-                TransactWriteItem::builder().put(claim_new).build(),
-            ),
-        ])
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// The release of `email` by `owner`: removed if `owner` holds it; nothing to do if nobody
+    /// does; refused if another user holds it.
+    fn release_email(&self, email: &Email, owner: UserId) -> Result<TransactWriteItem, Error> {
+        let delete = Delete::builder()
+            .table_name(&self.tables.emails)
+            .key(table::EMAIL, AttributeValue::S(email.to_string()))
+            .condition_expression("attribute_not_exists(#email) OR #owner = :owner")
+            .expression_attribute_names("#email", table::EMAIL)
+            .expression_attribute_names("#owner", table::EMAIL_OWNER)
+            .expression_attribute_values(":owner", AttributeValue::S(owner.to_string()))
+            .build()?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
     }
 
     /// Who holds an email in the emails table, if anyone.
@@ -247,7 +292,8 @@ impl UserRepository {
         Ok(claim.map(|claim| claim.user_id))
     }
 
-    /// Reads a user with a strongly consistent read.
+    /// Reads a user with a strongly consistent read, as stored (its email is not validated
+    /// again: see [`Email`]).
     pub async fn get(&self, id: UserId) -> Result<Option<User>, Error> {
         let output = self
             .client
@@ -265,7 +311,9 @@ impl UserRepository {
             .map_err(Error::CorruptItem)
     }
 
-    /// Runs a transaction, trying it again when it collided with another transaction.
+    /// Runs a transaction. Cancellations for passing reasons (a conflict with another
+    /// transaction, throttling) are sent again after a jittered wait; failed conditions are
+    /// returned for the caller to decide on; anything else is a fault.
     async fn transact(&self, steps: Vec<(Step, TransactWriteItem)>) -> Result<Transaction, Error> {
         let (names, items): (Vec<Step>, Vec<TransactWriteItem>) = steps.into_iter().unzip();
         let mut attempt = 1;
@@ -283,27 +331,22 @@ impl UserRepository {
             let Some(reasons) = cancellation_reasons(&err) else {
                 return Err(Error::from_sdk(err));
             };
-            let failed: Vec<Step> = names
-                .iter()
-                .zip(&reasons)
-                .filter(|(_, reason)| reason.as_deref() == Some("ConditionalCheckFailed"))
-                .map(|(step, _)| *step)
-                .collect();
-            if !failed.is_empty() {
-                return Ok(Transaction::ConditionFailed(failed));
+            let cancellation = Cancellation::of(&names, &reasons);
+            match cancellation {
+                Cancellation::Conditions(failed) => {
+                    return Ok(Transaction::ConditionFailed(failed));
+                }
+                Cancellation::Fault => return Err(Error::DynamoDb(Box::new(err))),
+                Cancellation::Conflict | Cancellation::Throttled
+                    if attempt < TRANSACTION_ATTEMPTS =>
+                {
+                    tracing::warn!(attempt, reason = ?cancellation, "transaction cancelled; retrying");
+                    TRANSACTION_BACKOFF.wait(attempt).await;
+                    attempt += 1;
+                }
+                Cancellation::Conflict => return Err(Error::TransactionConflict(Box::new(err))),
+                Cancellation::Throttled => return Err(Error::Throttled(Box::new(err))),
             }
-            let conflicted = reasons
-                .iter()
-                .any(|reason| reason.as_deref() == Some("TransactionConflict"));
-            if !conflicted {
-                return Err(Error::from_sdk(err));
-            }
-            if attempt == TRANSACTION_ATTEMPTS {
-                return Err(Error::TransactionConflict(Box::new(err)));
-            }
-            tracing::warn!(attempt, "transaction conflicted with another one; retrying");
-            tokio::time::sleep(Duration::from_millis(25 * u64::from(attempt))).await;
-            attempt += 1;
         }
     }
 }
@@ -326,4 +369,54 @@ fn cancellation_reasons<R>(
             .map(|reason| reason.code().map(str::to_owned))
             .collect(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reasons(codes: &[&str]) -> Vec<Option<String>> {
+        codes.iter().map(|code| Some((*code).to_owned())).collect()
+    }
+
+    const STEPS: [Step; 3] = [Step::UpdateEmail, Step::ReleaseEmail, Step::ClaimEmail];
+
+    #[test]
+    fn cancellation_reasons_are_classified() {
+        let of = |codes: &[&str]| Cancellation::of(&STEPS, &reasons(codes));
+        assert_eq!(
+            of(&["None", "None", "ConditionalCheckFailed"]),
+            Cancellation::Conditions(vec![Step::ClaimEmail])
+        );
+        assert_eq!(
+            of(&["ConditionalCheckFailed", "None", "ThrottlingError"]),
+            Cancellation::Conditions(vec![Step::UpdateEmail])
+        );
+        assert_eq!(
+            of(&["TransactionConflict", "None", "None"]),
+            Cancellation::Conflict
+        );
+        for throttle in [
+            "ThrottlingError",
+            "ProvisionedThroughputExceeded",
+            "RequestLimitExceeded",
+        ] {
+            assert_eq!(of(&["None", throttle, "None"]), Cancellation::Throttled);
+        }
+        assert_eq!(
+            of(&["TransactionConflict", "ThrottlingError", "None"]),
+            Cancellation::Throttled
+        );
+        assert_eq!(
+            of(&["ConditionalCheckFailed", "ValidationError", "None"]),
+            Cancellation::Fault
+        );
+        assert_eq!(
+            of(&["ItemCollectionSizeLimitExceeded"]),
+            Cancellation::Fault
+        );
+        assert_eq!(of(&["None", "None", "None"]), Cancellation::Fault);
+        assert_eq!(Cancellation::of(&STEPS, &[]), Cancellation::Fault);
+        assert_eq!(Cancellation::of(&STEPS, &[None, None]), Cancellation::Fault);
+    }
 }

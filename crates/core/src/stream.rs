@@ -244,7 +244,6 @@ mod tests {
         let cases = [
             record("INSERT", None, None),
             record("INSERT", None, Some(bad_image)),
-            record("INSERT", None, Some(image("not-an-email"))),
             record("INSERT", None, Some(wrong_id)),
             record("MODIFY", None, Some(image("a@b.co"))),
             record("REMOVE", None, None),
@@ -254,6 +253,18 @@ mod tests {
             let result = ChangeEvent::decode(&case);
             assert!(result.is_err(), "{result:?}");
         }
+    }
+
+    #[test]
+    fn an_image_is_read_as_stored_even_if_todays_email_rule_rejects_it() {
+        // An old or foreign row is still a user: its change is recorded, not a poison record.
+        for stored in ["not-an-email", "Ann@Example.COM", "\u{212A}elvin@test.com"] {
+            let event = ChangeEvent::decode(&record("INSERT", None, Some(image(stored)))).unwrap();
+            assert_eq!(event.change.after().unwrap().email.as_str(), stored);
+        }
+        let mut bad_key = record("INSERT", None, Some(image("not-an-email")));
+        bad_key.change.keys = serde_json::from_value(json!({"id": {"S": "not-a-uuid"}})).unwrap();
+        assert!(ChangeEvent::decode(&bad_key).is_err());
     }
 
     #[test]
