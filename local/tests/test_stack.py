@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from local.esm import StreamSettings, read_stream
@@ -170,6 +171,34 @@ def test_the_lesson_with_a_patch_produces_insert_modify_remove_and_a_history_to_
         # The old email was freed by the PATCH, the new one by the delete.
         assert stack.post("/create", {"email": "test@test.com"})[0] == 201
         assert stack.post("/create", {"email": "renamed@test.com"})[0] == 201
+    finally:
+        assert stack.stop() == 0
+
+
+def test_concurrent_requests_run_in_concurrent_processes_and_get_answers_they_can_explain(tmp_path):
+    # As on Lambda, a request that finds a function's process busy gets another process, so
+    # a client's retry racing its first try, or a delete racing a PATCH, really overlaps.
+    stack = RunningStack(tmp_path / "stack.log", free_port(), free_port())
+
+    def together(*calls):
+        with ThreadPoolExecutor(len(calls)) as pool:
+            return list(pool.map(lambda call: stack.call(*call), calls))
+
+    try:
+        for round in range(5):
+            status, user = stack.post("/create", {"email": f"twice{round}@test.com"})
+            assert status == 201, user
+            patch = ("PATCH", f"/users/{user['id']}", {"email": f"renamed{round}@test.com"})
+            renamed = {**user, "email": f"renamed{round}@test.com"}
+            assert together(patch, patch) == [(200, renamed), (200, renamed)]
+
+            deleted, patched = together(("POST", "/delete", {"id": user["id"]}),
+                                        ("PATCH", f"/users/{user['id']}", {"email": f"moved{round}@test.com"}))
+            assert deleted[0] == 200 and patched[0] in (200, 404), (deleted, patched)
+            assert deleted[1]["email"] == (f"moved{round}@test.com" if patched[0] == 200 else renamed["email"])
+            assert stack.call("GET", f"/users/{user['id']}")[0] == 404
+        output = stack.output()
+        assert "[update-user#2] started execution environment 2 of at most 4" in output, output
     finally:
         assert stack.stop() == 0
 
