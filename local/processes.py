@@ -21,12 +21,18 @@ _print_lock = threading.Lock()
 _FORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forker")
 
 
+# Loaded once here: between fork and exec the child should run as little as possible, and
+# loading a library there (dlopen) can deadlock on a lock another thread of the parent held.
+try:
+    _LIBC = ctypes.CDLL("libc.so.6", use_errno=True)
+except OSError:
+    _LIBC = None
+
+
 def die_with_parent() -> None:
     """In the child, before exec: ask Linux to SIGTERM us when the parent dies."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def managed_child() -> None:

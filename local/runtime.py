@@ -69,6 +69,9 @@ class _Invocation:
                 self.done.set()
 
 
+_STOPPED = Outcome(error={"errorType": "Runtime.Stopped", "errorMessage": "the local stack is stopping"})
+
+
 class LocalFunction:
     """One function: up to `concurrency` execution environments of its binary. Thread-safe
     `invoke`: an invocation takes an idle environment, or starts a new one while there are fewer
@@ -95,16 +98,25 @@ class LocalFunction:
         self._settings = (binary, environment, timeout, memory_mb, log)
         self._environments: list[_Environment] = []
         self._idle: list[_Environment] = []
+        self._starting = 0  # environments being started, outside the lock
+        self._numbers = 0  # environments ever started or being started, to number them
+        self._stopped = False
         self._changed = threading.Condition()
 
     def start(self) -> None:
         """Starts the first environment, so a binary that cannot start shows at once."""
         with self._changed:
-            self._idle.append(self._new_environment())
+            number = self._reserve()
+        environment = self._new_environment(number)
+        with self._changed:
+            self._idle.append(environment)
 
     def stop(self) -> None:
+        """Stops every environment; an invocation in flight ends with an error, and none starts."""
         with self._changed:
+            self._stopped = True
             environments = list(self._environments)
+            self._changed.notify_all()
         for environment in environments:
             environment.stop()
 
@@ -117,9 +129,19 @@ class LocalFunction:
     def invoke(self, event: Any) -> Outcome:
         """Invokes the function synchronously, as Lambda's Invoke API with RequestResponse."""
         with self._changed:
-            while not self._idle and len(self._environments) >= self.concurrency:
+            while not self._stopped and not self._idle and len(self._environments) + self._starting >= self.concurrency:
                 self._changed.wait()
-            environment = self._idle.pop() if self._idle else self._new_environment()
+            if self._stopped:
+                return _STOPPED
+            environment = self._idle.pop() if self._idle else None
+            number = self._reserve() if environment is None else 0
+        if environment is None:
+            try:
+                environment = self._new_environment(number)  # outside the lock: a slow start blocks no one else
+            except BaseException:
+                with self._changed:
+                    self._changed.notify()
+                raise
         try:
             return environment.invoke(event)
         finally:
@@ -127,15 +149,30 @@ class LocalFunction:
                 self._idle.append(environment)
                 self._changed.notify()
 
-    def _new_environment(self) -> "_Environment":
-        """Called with the lock held. The first environment logs under the function's tag, later
-        ones under `tag#2`, `tag#3`..., as Lambda gives each its own log stream."""
-        number = len(self._environments) + 1
-        binary, environment, timeout, memory_mb, log = self._settings
-        tag = self.tag if number == 1 else f"{self.tag}#{number}"
-        created = _Environment(self.name, self.arn, binary, environment, timeout, memory_mb, log, tag, number)
-        created.start()
-        self._environments.append(created)
+    def _reserve(self) -> int:
+        """With the lock held: a slot for one more environment, so that no other invocation
+        starts one too many meanwhile; returns its number."""
+        self._starting += 1
+        self._numbers += 1
+        return self._numbers
+
+    def _new_environment(self, number: int) -> "_Environment":
+        """Starts environment `number` in the slot reserved for it. The first logs under the
+        function's tag, later ones under `tag#2`, `tag#3`..., as Lambda gives each its own log
+        stream."""
+        try:
+            binary, environment, timeout, memory_mb, log = self._settings
+            tag = self.tag if number == 1 else f"{self.tag}#{number}"
+            created = _Environment(self.name, self.arn, binary, environment, timeout, memory_mb, log, tag, number)
+            created.start()
+        finally:
+            with self._changed:
+                self._starting -= 1
+        with self._changed:
+            self._environments.append(created)
+            stopped = self._stopped
+        if stopped:  # stopped while it started: nobody else will stop it
+            created.stop()
         if number > 1:
             log.line(tag, f"started execution environment {number} of at most {self.concurrency}")
         return created
@@ -179,11 +216,18 @@ class _Environment:
     # --- lifecycle ---
     def start(self) -> None:
         threading.Thread(target=self._server.serve_forever, name=f"runtime-api-{self.name}", daemon=True).start()
-        self._start_process()
+        try:
+            self._start_process()
+        except BaseException:
+            self._server.shutdown()
+            self._server.server_close()
+            raise
 
     def stop(self) -> None:
         self._stopping = True
         processes.stop(self._process)
+        for invocation in list(self._in_flight.values()):
+            invocation.finish(_STOPPED)
         self._server.shutdown()
         self._server.server_close()
 
@@ -199,12 +243,15 @@ class _Environment:
             "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{self.name}",
             "AWS_LAMBDA_LOG_STREAM_NAME": f"local-{self._number}",
         }
+        generation = self._generation
         self._process = processes.spawn(
-            self.tag, [str(self._binary)], env, self._log, self._exited, tidy=tidy_log_line
+            self.tag, [str(self._binary)], env, self._log, lambda code: self._exited(code, generation), tidy=tidy_log_line
         )
 
-    def _exited(self, code: int) -> None:
-        if self._stopping:
+    def _exited(self, code: int, generation: int) -> None:
+        # A process replaced after a timeout or crash may report its exit late: the invocations
+        # in flight by then belong to its successor.
+        if self._stopping or generation != self._generation:
             return
         self._log.line(self.tag, f"process exited with status {code}")
         for invocation in list(self._in_flight.values()):
@@ -217,6 +264,8 @@ class _Environment:
     def invoke(self, event: Any) -> Outcome:
         """One invocation; the function hands an environment one invocation at a time."""
         with self._one_at_a_time:
+            if self._stopping:
+                return _STOPPED
             if self._process is None or self._process.poll() is not None:
                 self._start_process()
             invocation = _Invocation(event, self._timeout)

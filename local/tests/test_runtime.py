@@ -6,6 +6,7 @@ import os
 import stat
 import sys
 import textwrap
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -100,6 +101,21 @@ def test_concurrent_invocations_run_in_as_many_processes_up_to_the_limit(tmp_pat
 def test_one_environment_serialises_invocations(function):
     outcomes = invoke_together(function, [{"n": 1, "sleep": 0.2}, {"n": 2, "sleep": 0.2}])
     assert len({o.payload["pid"] for o in outcomes}) == 1
+    assert function.environments == 1
+
+
+def test_stopping_ends_invocations_in_flight_and_refuses_new_ones(tmp_path):
+    function = start_function(tmp_path, concurrency=2)
+    with ThreadPoolExecutor(1) as pool:
+        in_flight = pool.submit(function.invoke, {"sleep": 5})
+        time.sleep(0.5)
+        started = time.monotonic()
+        function.stop()
+        outcome = in_flight.result(timeout=5)
+    # Ended by the stop, not by the 2 s timeout nor reported as a crash.
+    assert outcome.error["errorType"] == "Runtime.Stopped", outcome
+    assert time.monotonic() - started < 1.5
+    assert function.invoke({"n": 1}).error["errorType"] == "Runtime.Stopped"
     assert function.environments == 1
 
 

@@ -125,6 +125,41 @@ async fn two_patches_of_one_user_to_different_emails_both_succeed_in_some_order(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patch_racing_another_users_create_of_that_email_has_exactly_one_winner() {
+    let local = Local::connect().await;
+    let users = local.users();
+    for round in 0..ROUNDS {
+        let user = registered_user(&users, &unique_email("mover")).await;
+        let wanted = unique_email(&format!("wanted{round}"));
+        let body = json!({ "email": wanted }).to_string();
+        let (patched, created) = tokio::join!(
+            tokio::spawn(patch(users.clone(), user.clone(), wanted.clone())),
+            tokio::spawn({
+                let users = users.clone();
+                async move { create(&users, &body).await }
+            }),
+        );
+        let (patched, created) = (patched.unwrap(), created.unwrap());
+        let owner = local.email_owner(&wanted).await;
+        match (patched.0, created.0) {
+            (200, 409) => {
+                assert_eq!(owner, Some(user.id), "round {round}");
+                assert_eq!(local.email_owner(user.email.as_str()).await, None);
+            }
+            (409, 201) => {
+                assert_eq!(
+                    owner.map(|id| id.to_string()),
+                    created.1["id"].as_str().map(str::to_owned),
+                    "round {round}"
+                );
+                assert_eq!(local.email_owner(user.email.as_str()).await, Some(user.id));
+            }
+            other => panic!("round {round}: PATCH and create answered {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_creates_of_one_email_register_it_exactly_once() {
     let local = Local::connect().await;
     let users = local.users();

@@ -214,8 +214,8 @@ impl HistoryRepository {
     ///
     /// DynamoDB returns unprocessed puts themselves; they are matched to ours by their key
     /// (`userId`, `sequenceNumber`), never by comparing whole items. An answer that cannot be
-    /// matched (an unprocessed request without our key, or under another table's name) proves
-    /// nothing was written, so the whole chunk is sent again.
+    /// matched (an unprocessed request without a key, with a key we did not send, or under
+    /// another table's name) proves nothing was written, so the whole chunk is sent again.
     async fn write_chunk(
         &self,
         mut pending: Vec<PendingPut>,
@@ -233,12 +233,13 @@ impl HistoryRepository {
                 .send()
                 .await
                 .map_err(Error::from_sdk)?;
+            let sent: HashSet<&HistoryKey> = pending.iter().map(|put| &put.key).collect();
             let mut left: HashSet<HistoryKey> = HashSet::new();
             let mut unmatched = 0;
             for (table, requests) in output.unprocessed_items.unwrap_or_default() {
                 for request in requests {
                     match key_of(&request) {
-                        Some(key) if table == self.table => {
+                        Some(key) if table == self.table && sent.contains(&key) => {
                             left.insert(key);
                         }
                         _ => unmatched += 1,

@@ -14,7 +14,9 @@ use crate::table::{self, EmailItem};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem, Update,
+};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -31,6 +33,8 @@ const TRANSACTION_BACKOFF: Backoff = Backoff {
 /// gives up on a user that keeps changing under it ([`Error::KeptChanging`], a 503). One race
 /// costs one extra round; five rounds are only ever used up by a user changed continuously.
 const DECISION_ROUNDS: u32 = 5;
+/// The longest partition key DynamoDB accepts, in bytes.
+const MAX_KEY_BYTES: usize = 2048;
 
 /// What each item of a transaction does, so a cancelled transaction says by name whose
 /// condition failed.
@@ -41,6 +45,8 @@ enum Step {
     DeleteUser,
     ReleaseEmail,
     UpdateEmail,
+    /// Checks that another user still holds the user's email, instead of releasing it.
+    LeaveForeignClaim,
 }
 
 /// How a transaction ended when DynamoDB answered it.
@@ -68,8 +74,10 @@ enum Cancellation {
 
 impl Cancellation {
     /// Classifies the reasons, given in the order of `steps`. A fault outweighs everything (the
-    /// request itself is wrong); failed conditions outweigh passing reasons, since the
-    /// transaction could not commit as it was anyway.
+    /// request itself is wrong). Failed conditions are an answer only when every other item
+    /// passed: an item that conflicted or was throttled had its condition not checked, so a
+    /// decision drawn from the rest could be wrong (a "taken" email when the user was in fact
+    /// being deleted); such a mix is sent again like any passing cancellation.
     fn of(steps: &[Step], reasons: &[Option<String>]) -> Self {
         let mut conditions = Vec::new();
         let (mut conflict, mut throttled) = (false, false);
@@ -89,12 +97,12 @@ impl Cancellation {
                 Some(_) => return Self::Fault,
             }
         }
-        if !conditions.is_empty() {
-            Self::Conditions(conditions)
-        } else if throttled {
+        if throttled {
             Self::Throttled
         } else if conflict {
             Self::Conflict
+        } else if !conditions.is_empty() {
+            Self::Conditions(conditions)
         } else {
             Self::Fault
         }
@@ -163,15 +171,13 @@ impl UserRepository {
                 Step::DeleteUser,
                 TransactWriteItem::builder().delete(delete_user).build(),
             )];
-            if foreign_claim.as_ref() != Some(&user.email) {
-                steps.push((Step::ReleaseEmail, self.release_email(&user.email, id)?));
-            }
+            steps.extend(self.let_go_of_email(&user, foreign_claim.as_ref())?);
             match self.transact(steps).await? {
                 Transaction::Committed => return Ok(user),
                 // Changed or deleted since we read it: read again and decide again.
                 Transaction::ConditionFailed(failed) if failed.contains(&Step::DeleteUser) => {}
-                Transaction::ConditionFailed(_) => {
-                    foreign_claim = Some(self.note_foreign_claim(&user));
+                Transaction::ConditionFailed(failed) => {
+                    foreign_claim = self.judge_claim(&user, &failed);
                 }
             }
         }
@@ -207,9 +213,7 @@ impl UserRepository {
                 Step::UpdateEmail,
                 TransactWriteItem::builder().update(update_email).build(),
             )];
-            if foreign_claim.as_ref() != Some(&user.email) {
-                steps.push((Step::ReleaseEmail, self.release_email(&user.email, id)?));
-            }
+            steps.extend(self.let_go_of_email(&user, foreign_claim.as_ref())?);
             steps.push((Step::ClaimEmail, self.claim_email(&email, id)?));
             match self.transact(steps).await? {
                 Transaction::Committed => return Ok(User { email, ..user }),
@@ -220,24 +224,59 @@ impl UserRepository {
                 Transaction::ConditionFailed(failed) if failed.contains(&Step::ClaimEmail) => {
                     return Err(Error::EmailTaken);
                 }
-                Transaction::ConditionFailed(_) => {
-                    foreign_claim = Some(self.note_foreign_claim(&user));
+                Transaction::ConditionFailed(failed) => {
+                    foreign_claim = self.judge_claim(&user, &failed);
                 }
             }
         }
         Err(Error::KeptChanging(id))
     }
 
-    /// Only the release of `user`'s email failed, with the user as read: the emails table says
-    /// another user holds this user's email (a row written by another tool, or tables restored
-    /// apart). That claim is not ours to remove, and it must not make the user undeletable or
-    /// unchangeable: the next round leaves it alone.
-    fn note_foreign_claim(&self, user: &User) -> Email {
-        tracing::warn!(
-            user_id = %user.id,
-            "the emails table gives this user's email to another user; leaving that claim as it is"
-        );
-        user.email.clone()
+    /// What a write that removes `user` or changes its email does with the claim of its current
+    /// email: releases it; or, when the emails table was found to give it to another user, checks
+    /// in the same transaction that it still does and leaves it alone; or nothing, when the
+    /// stored email cannot even be a key (empty or over DynamoDB's 2048 bytes: no claim can exist).
+    fn let_go_of_email(
+        &self,
+        user: &User,
+        foreign_claim: Option<&Email>,
+    ) -> Result<Option<(Step, TransactWriteItem)>, Error> {
+        let email = &user.email;
+        if email.as_str().is_empty() || email.as_str().len() > MAX_KEY_BYTES {
+            return Ok(None);
+        }
+        if foreign_claim == Some(email) {
+            let check = ConditionCheck::builder()
+                .table_name(&self.tables.emails)
+                .key(table::EMAIL, AttributeValue::S(email.to_string()))
+                .condition_expression("attribute_exists(#email) AND #owner <> :owner")
+                .expression_attribute_names("#email", table::EMAIL)
+                .expression_attribute_names("#owner", table::EMAIL_OWNER)
+                .expression_attribute_values(":owner", AttributeValue::S(user.id.to_string()))
+                .build()?;
+            let item = TransactWriteItem::builder().condition_check(check).build();
+            return Ok(Some((Step::LeaveForeignClaim, item)));
+        }
+        Ok(Some((
+            Step::ReleaseEmail,
+            self.release_email(email, user.id)?,
+        )))
+    }
+
+    /// After a round whose write failed with the user as read: if the release of its email
+    /// failed, the emails table gives that email to another user (a row written by another tool,
+    /// or tables restored apart). That claim is not ours to remove, and it must not make the
+    /// user undeletable or unchangeable: the next round checks that it is still someone else's
+    /// and leaves it alone. If that check failed instead, the claim is ours or gone again.
+    fn judge_claim(&self, user: &User, failed: &[Step]) -> Option<Email> {
+        if failed.contains(&Step::ReleaseEmail) {
+            tracing::warn!(
+                user_id = %user.id,
+                "the emails table gives this user's email to another user; leaving that claim as it is"
+            );
+            return Some(user.email.clone());
+        }
+        None
     }
 
     /// The claim of `email` for `owner`: written if nobody holds the email, or `owner` already
@@ -328,6 +367,9 @@ impl UserRepository {
                 Ok(_) => return Ok(Transaction::Committed),
                 Err(err) => err,
             };
+            if is_in_progress(&err) {
+                return Err(Error::TransactionConflict(Box::new(err)));
+            }
             let Some(reasons) = cancellation_reasons(&err) else {
                 return Err(Error::from_sdk(err));
             };
@@ -349,6 +391,18 @@ impl UserRepository {
             }
         }
     }
+}
+
+/// Whether DynamoDB is still running this very transaction. The SDK gives every
+/// TransactWriteItems an idempotency token, so its own retry of an attempt that timed out while
+/// DynamoDB was still running it gets this: a moment later that attempt has finished, so "retry
+/// later" (503) is the truth.
+fn is_in_progress<R>(err: &SdkError<TransactWriteItemsError, R>) -> bool {
+    matches!(
+        err,
+        SdkError::ServiceError(service)
+            if matches!(service.err(), TransactWriteItemsError::TransactionInProgressException(_))
+    )
 }
 
 /// The per-item reason codes of a cancelled transaction, in request order; `None` when the
@@ -388,9 +442,18 @@ mod tests {
             of(&["None", "None", "ConditionalCheckFailed"]),
             Cancellation::Conditions(vec![Step::ClaimEmail])
         );
+        // A condition next to an item that was not checked is no answer yet: sent again.
         assert_eq!(
             of(&["ConditionalCheckFailed", "None", "ThrottlingError"]),
-            Cancellation::Conditions(vec![Step::UpdateEmail])
+            Cancellation::Throttled
+        );
+        assert_eq!(
+            of(&["TransactionConflict", "ConditionalCheckFailed", "None"]),
+            Cancellation::Conflict
+        );
+        assert_eq!(
+            of(&["ConditionalCheckFailed", "ConditionalCheckFailed", "None"]),
+            Cancellation::Conditions(vec![Step::UpdateEmail, Step::ReleaseEmail])
         );
         assert_eq!(
             of(&["TransactionConflict", "None", "None"]),
