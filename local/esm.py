@@ -15,7 +15,8 @@ MaximumBatchingWindowInSeconds). `BatchProcessor` delivers one batch the way Lam
   halves are retried separately, each counting as a retry of its records.
 - Records older than MaximumRecordAgeInSeconds are not sent; like records whose retries are
   exhausted, they are discarded, and their description goes to the OnFailure destination in
-  the shape Lambda sends (DDBStreamBatchInfo), then processing goes on after them.
+  the shape Lambda sends (DDBStreamBatchInfo; for an S3 destination with the invocation's
+  payload, records included), then processing goes on after them.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ class StreamSettings:
     max_record_age: int = -1
     report_batch_item_failures: bool = False
     filter_patterns: list[dict] = field(default_factory=list)
-    on_failure: str | None = None  # logical id of the destination queue
+    on_failure: str | None = None  # logical id of the destination (a bucket, queue or topic)
+    on_failure_type: str = "SQS"  # SAM's DestinationConfig.OnFailure.Type: S3, SQS or SNS
     enabled: bool = True
 
     @classmethod
@@ -70,6 +72,7 @@ class StreamSettings:
             report_batch_item_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
             filter_patterns=filters.parse_filter_criteria(props.get("FilterCriteria")),
             on_failure=destination,
+            on_failure_type=str(props.get("DestinationConfig", {}).get("OnFailure", {}).get("Type", "SQS")),
             enabled=bool(props.get("Enabled", True)),
         )
 
@@ -83,6 +86,7 @@ class Discarded:
     invoke_count: int
     outcome: Outcome | None
     shard_id: str = ""
+    invoked: list[dict] | None = None  # the last invocation's records, if it was invoked
 
     def invocation_record(self, function_arn: str, stream_arn: str) -> dict:
         """The message Lambda sends to an on-failure destination for a stream batch."""
@@ -111,6 +115,21 @@ class Discarded:
             if not self.outcome.ok:
                 message["responseContext"]["functionError"] = "Unhandled"
         return message
+
+    def s3_object(self, function_arn: str, stream_arn: str) -> dict:
+        """What Lambda writes to an S3 on-failure destination: the invocation record, plus the
+        invocation's payload (the event as the function got it, records included) as a JSON
+        string. Records discarded for their age were never sent: the payload is the event they
+        would have been."""
+        message = self.invocation_record(function_arn, stream_arn)
+        message["payload"] = as_json({"Records": self.invoked if self.invoked is not None else self.records})
+        return message
+
+    def s3_key(self, mapping_uuid: str, now: float | None = None) -> str:
+        """Where Lambda puts it: aws/lambda/<mapping UUID>/<shard id>/YYYY/MM/DD/<time>-<UUID>."""
+        moment = dt.datetime.fromtimestamp(time.time() if now is None else now, dt.timezone.utc)
+        return (f"aws/lambda/{mapping_uuid}/{self.shard_id}/{moment:%Y/%m/%d}/"
+                f"{moment:%Y-%m-%dT%H.%M.%S}-{uuid.uuid4()}")
 
 
 class BatchProcessor:
@@ -149,7 +168,7 @@ class BatchProcessor:
                 continue
             limit = self.settings.max_retry_attempts
             if limit >= 0 and retries >= limit:
-                self._discard(Discarded(failed, "RetryAttemptsExhausted", retries + 1, outcome, shard_id))
+                self._discard(Discarded(failed, "RetryAttemptsExhausted", retries + 1, outcome, shard_id, records))
                 continue
             self._wait(RETRY_BACKOFF)
             if whole_batch_failed and self.settings.bisect_on_error and len(failed) > 1:

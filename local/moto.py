@@ -93,7 +93,16 @@ class MotoServer:
             "AWS_ENDPOINT_URL_DYNAMODB": self.endpoint,
             "AWS_ENDPOINT_URL_DYNAMODB_STREAMS": self.endpoint,
             "AWS_ENDPOINT_URL_SQS": self.endpoint,
+            "AWS_ENDPOINT_URL_S3": self.endpoint,
         }
+
+    def create_buckets(self, template: Template) -> list[str]:
+        """Creates every bucket the template declares, named by its logical id like the tables."""
+        s3 = self.client("s3")
+        names = list(template.of_type("AWS::S3::Bucket"))
+        for name in names:
+            s3.create_bucket(Bucket=name)
+        return names
 
     def create_tables(self, template: Template) -> list[str]:
         """Creates every table the template declares, exactly as declared."""

@@ -1,7 +1,7 @@
 """The template's IAM policies as the JSON AWS would see once deployed, for policy linters.
 
 Each `AWS::IAM::Role`'s inline policies are rendered with the intrinsic functions resolved to
-ARNs of the right shape for the resource they name (a table, its stream, a queue, a log group),
+ARNs of the right shape for the resource they name (a table, its stream, a queue, a bucket, a log group),
 in a fixed account and region. The stream label has no colons: real ones do
 (`2026-11-22T00:00:00.000`), but parliament misreads an ARN with them.
 """
@@ -27,6 +27,8 @@ def _arn(template: Template, name: str, attribute: str) -> str:
         return f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}/stream/{STREAM_LABEL}"
     if resource_type == "AWS::SQS::Queue" and attribute == "Arn":
         return f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"
+    if resource_type == "AWS::S3::Bucket" and attribute == "Arn":
+        return f"arn:aws:s3:::{name.lower()}"
     if resource_type == "AWS::Logs::LogGroup" and attribute == "Arn":
         return f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/lambda/{name}:*"
     raise ValueError(f"no ARN shape for {name}.{attribute} ({resource_type})")

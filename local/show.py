@@ -4,6 +4,7 @@
     .venv/bin/python -m local.show emails               # every email claim (email -> userId)
     .venv/bin/python -m local.show history USER_ID      # a user's recorded changes, oldest first
     .venv/bin/python -m local.show stream               # every record of the users table's stream
+    .venv/bin/python -m local.show failures             # stream batches kept in StreamFailureBucket
 
 Reads the DynamoDB of `scripts/run` (http://127.0.0.1:8000) unless told another endpoint with
 --endpoint (`python -m local.testenv` prints its own). Tables are named by their logical ids.
@@ -49,10 +50,37 @@ def scan(client, table: str) -> list[dict]:
     return items
 
 
+def kept_failures(s3, bucket: str) -> list[dict]:
+    """One line per object of the on-failure bucket: what Lambda gave up on and why, with the
+    records' event names, user ids and sequence numbers (never their emails)."""
+    lines = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for entry in page.get("Contents", []):
+            line: dict = {"key": entry["Key"], "size": entry["Size"]}
+            try:
+                failure = json.loads(s3.get_object(Bucket=bucket, Key=entry["Key"])["Body"].read())
+                info = failure["DDBStreamBatchInfo"]
+                records = json.loads(failure["payload"])["Records"]
+                line.update({
+                    "condition": failure["requestContext"]["condition"],
+                    "batchSize": info["batchSize"],
+                    "sequenceNumbers": f"{info['startSequenceNumber']}..{info['endSequenceNumber']}",
+                    "records": [
+                        {"eventName": r.get("eventName"), "sequenceNumber": r["dynamodb"].get("SequenceNumber"),
+                         "userId": r["dynamodb"].get("Keys", {}).get("id", {}).get("S")}
+                        for r in records
+                    ],
+                })
+            except (ValueError, KeyError, TypeError) as error:
+                line["unreadable"] = f"not a failure record: {error!r}"
+            lines.append(line)
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local.show", description=__doc__.split("\n\n")[0])
     parser.add_argument("--endpoint", default="http://127.0.0.1:8000", help="the local DynamoDB (default: scripts/run's)")
-    parser.add_argument("what", choices=("users", "emails", "history", "stream"))
+    parser.add_argument("what", choices=("users", "emails", "history", "stream", "failures"))
     parser.add_argument("user_id", nargs="?", help="for history: whose")
     args = parser.parse_args(argv)
     if args.what == "history" and not args.user_id:
@@ -71,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
                 ExpressionAttributeValues={":u": {"S": args.user_id}}, ConsistentRead=True,
             )
             lines = [plain(item) for page in pages for item in page["Items"]]
+        elif args.what == "failures":
+            lines = kept_failures(session.client("s3", endpoint_url=args.endpoint), "StreamFailureBucket")
         else:
             arn = dynamodb.describe_table(TableName="UsersTable")["Table"]["LatestStreamArn"]
             streams = session.client("dynamodbstreams", endpoint_url=args.endpoint)

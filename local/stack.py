@@ -2,12 +2,14 @@
 
     python -m local.stack [--port 3000] [--dynamodb-port 8000] [--binaries target/debug] [--concurrency 4]
 
-- moto's server as DynamoDB, DynamoDB Streams and SQS, with the template's tables and queues;
+- moto's server as DynamoDB, DynamoDB Streams, SQS and S3, with the template's tables, queues
+  and buckets;
 - every function as its real binary under a local Lambda Runtime API, scaled out as Lambda does:
   up to --concurrency processes of each, so concurrent requests run concurrently (and race);
 - the HTTP API's routes on http://127.0.0.1:PORT, as payload format 2.0 events;
-- an event source mapping per DynamoDB stream event, with the template's settings; records it
-  gives up on go to the OnFailure queue and to .local/on-failure/<Queue>.jsonl.
+- an event source mapping per DynamoDB stream event, with the template's settings; batches it
+  gives up on go to the OnFailure destination as Lambda sends them (an S3 bucket gets the whole
+  invocation record, records included, under Lambda's key layout).
 
 Stops everything on Ctrl-C or SIGTERM. The binaries must be built first (scripts/run does it).
 """
@@ -19,6 +21,7 @@ import os
 import signal
 import sys
 import time
+import uuid
 from pathlib import Path
 
 from .esm import BatchProcessor, Discarded, StreamPoller, StreamSettings, as_json
@@ -51,11 +54,12 @@ class Stack:
         self.mappings = StreamMappings(self.moto, log)
 
     def start(self) -> None:
-        clear_parked_records()
         self.moto.start()
         tables = self.moto.create_tables(self.template)
         queues = create_queues(self.moto, self.template)
-        self.log.line("stack", f"DynamoDB, Streams and SQS at {self.moto.endpoint}: tables {', '.join(tables)}; queues {', '.join(queues) or 'none'}")
+        buckets = self.moto.create_buckets(self.template)
+        self.log.line("stack", f"DynamoDB, Streams, SQS and S3 at {self.moto.endpoint}: tables {', '.join(tables)}; "
+                               f"queues {', '.join(queues) or 'none'}; buckets {', '.join(buckets) or 'none'}")
 
         specs = functions(self.template)
         for spec in specs:
@@ -97,13 +101,6 @@ class Stack:
             return {"AWS_LAMBDA_LOG_FORMAT": "JSON", "AWS_LAMBDA_LOG_LEVEL": spec.logging.get("ApplicationLogLevel", "INFO")}
         return spec.log_environment()
 
-def clear_parked_records() -> None:
-    """moto keeps everything in memory, so records parked by an earlier run are stale."""
-    STATE.mkdir(exist_ok=True)
-    for stale in (STATE / "on-failure").glob("*.jsonl"):
-        stale.unlink()
-
-
 def create_queues(moto: MotoServer, template: Template) -> list[str]:
     names = list(template.of_type("AWS::SQS::Queue"))
     sqs = moto.client("sqs")
@@ -136,9 +133,8 @@ class StreamMappings:
         tag = f"esm:{event_name}"
         for unsupported in sorted(set(props) & UNSUPPORTED_STREAM_PROPERTIES):
             self.log.line(tag, f"warning: {unsupported} is not emulated locally; it applies only on AWS")
-        destination_type = props.get("DestinationConfig", {}).get("OnFailure", {}).get("Type", "SQS")
-        if destination_type != "SQS":
-            self.log.line(tag, f"warning: only SQS on-failure destinations are emulated, not {destination_type}")
+        if settings.on_failure and settings.on_failure_type not in ("S3", "SQS"):
+            self.log.line(tag, f"warning: only S3 and SQS on-failure destinations are emulated, not {settings.on_failure_type}")
         if not settings.enabled:
             self.log.line(tag, "disabled in template.yaml")
             return
@@ -157,8 +153,11 @@ class StreamMappings:
                 self.log.line(tag, f"batchItemFailures: {[f.get('itemIdentifier') for f in failures]}")
             return outcome
 
+        # Lambda names the mapping by a UUID, which the S3 destination's keys start with.
+        mapping_uuid = str(uuid.uuid4())
+
         def discard(discarded: Discarded) -> None:
-            self._send_to_destination(tag, settings.on_failure, discarded.invocation_record(function.arn, stream_arn))
+            self._send_to_destination(tag, settings, discarded, function.arn, stream_arn, mapping_uuid)
 
         processor = BatchProcessor(settings, invoke, discard)
         poller = StreamPoller(tag, self.moto.client("dynamodbstreams"), stream_arn, settings, processor, self.log)
@@ -166,22 +165,26 @@ class StreamMappings:
         self.pollers.append(poller)
         self.log.line(tag, f"{table} stream -> {function.tag} (batch {settings.batch_size}, window {settings.batching_window:g}s, "
                            f"retries {settings.max_retry_attempts}, bisect {settings.bisect_on_error}, max age {settings.max_record_age}s, "
-                           f"on failure {settings.on_failure or 'dropped'})")
+                           f"on failure {settings.on_failure_type + ' ' + settings.on_failure if settings.on_failure else 'dropped'})")
 
-    def _send_to_destination(self, tag: str, queue: str | None, message: dict) -> None:
+    def _send_to_destination(self, tag: str, settings: StreamSettings, discarded: Discarded, function_arn: str,
+                             stream_arn: str, mapping_uuid: str) -> None:
+        message = discarded.invocation_record(function_arn, stream_arn)
         info = message["DDBStreamBatchInfo"]
         summary = f"{message['requestContext']['condition']}: {info['batchSize']} record(s) {info['startSequenceNumber']}..{info['endSequenceNumber']}"
-        if not queue:
+        destination = settings.on_failure
+        if not destination:
             self.log.line(tag, f"{summary} dropped (no OnFailure destination)")
             return
-        body = as_json(message)
-        sqs = self.moto.client("sqs")
-        sqs.send_message(QueueUrl=sqs.get_queue_url(QueueName=queue)["QueueUrl"], MessageBody=body)
-        failures_file = STATE / "on-failure" / f"{queue}.jsonl"
-        failures_file.parent.mkdir(parents=True, exist_ok=True)
-        with failures_file.open("a") as out:
-            out.write(body + "\n")
-        self.log.line(tag, f"{summary} sent to {queue} (also in {failures_file.relative_to(ROOT)})")
+        if settings.on_failure_type == "S3":
+            key = discarded.s3_key(mapping_uuid)
+            body = as_json(discarded.s3_object(function_arn, stream_arn))
+            self.moto.client("s3").put_object(Bucket=destination, Key=key, Body=body.encode())
+            self.log.line(tag, f"{summary} kept whole in s3://{destination}/{key}")
+        else:
+            sqs = self.moto.client("sqs")
+            sqs.send_message(QueueUrl=sqs.get_queue_url(QueueName=destination)["QueueUrl"], MessageBody=as_json(message))
+            self.log.line(tag, f"{summary} sent to {destination}")
 
 
 def banner(stack: Stack) -> str:
@@ -201,7 +204,9 @@ Try the lesson:
 
 DynamoDB endpoint: {stack.moto.endpoint} (any credentials, region us-east-1). Look at the data:
   .venv/bin/python -m local.show{endpoint} users            (also: emails, stream, history <id>)
-Records the stream function gave up on: .local/on-failure/
+Stream batches the stream function gave up on, and how to replay them:
+  .venv/bin/python -m local.show{endpoint} failures
+  target/debug/replay-failures --endpoint {stack.moto.endpoint} --bucket StreamFailureBucket --history-table HistoryTable
 Press Ctrl-C to stop.
 """
 

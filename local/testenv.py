@@ -35,6 +35,8 @@ def variables(moto: MotoServer, template: Template) -> dict[str, str]:
     env = dict(moto.sdk_environment())
     for function in template.of_type("AWS::Serverless::Function"):
         env.update(template.function_environment(function))
+    # For replay-failures and its tests: the bucket the stream mapping keeps failures in.
+    env["STREAM_FAILURE_BUCKET"] = "StreamFailureBucket"
     return env
 
 
@@ -112,6 +114,7 @@ def main(argv: list[str]) -> int:
     template = Template.load()
     with MotoServer() as moto:
         tables = moto.create_tables(template)
+        moto.create_buckets(template)
         env = variables(moto, template)
         if serving:
             return serve(env, signals)

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m local.watch [--invoke-port 9000] [--dynamodb-port 8000]
 
-Starts moto with the template's tables and queues (as scripts/run does), then `cargo lambda
+Starts moto with the template's tables, queues and buckets (as scripts/run does), then `cargo lambda
 watch` with every function's table variables, and the template's event source mappings, which
 poll the users table's stream and invoke the stream function through watch's invoke API. So a
 `cargo lambda invoke create-user ...` reaches the stream function as it does on AWS, and every
@@ -25,7 +25,7 @@ from pathlib import Path
 from .moto import MotoServer
 from .processes import Log
 from .runtime import ACCOUNT, Outcome
-from .stack import StreamMappings, clear_parked_records, create_queues
+from .stack import StreamMappings, create_queues
 from .template import ROOT, Template, functions
 from .testenv import Signals, stop_session, variables
 
@@ -86,11 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     mappings = StreamMappings(moto, log)
     watch: subprocess.Popen | None = None
     try:
-        clear_parked_records()
         moto.start()
         tables = moto.create_tables(template)
         queues = create_queues(moto, template)
-        log.line("watch", f"DynamoDB, Streams and SQS at {moto.endpoint}: tables {', '.join(tables)}; queues {', '.join(queues)}")
+        buckets = moto.create_buckets(template)
+        log.line("watch", f"DynamoDB, Streams, SQS and S3 at {moto.endpoint}: tables {', '.join(tables)}; "
+                          f"queues {', '.join(queues) or 'none'}; buckets {', '.join(buckets) or 'none'}")
         env = {
             **os.environ,
             **variables(moto, template),

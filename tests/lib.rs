@@ -44,10 +44,15 @@ impl LocalDynamoDb {
     /// The one `python -m local.testenv -- cargo test` started, as its variables describe it.
     fn from_env() -> Option<Self> {
         let endpoint = std::env::var("AWS_ENDPOINT_URL_DYNAMODB").ok()?;
-        let variables = ["USERS_TABLE", "EMAILS_TABLE", "HISTORY_TABLE"]
-            .into_iter()
-            .filter_map(|name| Some((name.to_owned(), std::env::var(name).ok()?)))
-            .collect();
+        let variables = [
+            "USERS_TABLE",
+            "EMAILS_TABLE",
+            "HISTORY_TABLE",
+            "STREAM_FAILURE_BUCKET",
+        ]
+        .into_iter()
+        .filter_map(|name| Some((name.to_owned(), std::env::var(name).ok()?)))
+        .collect();
         Some(Self {
             endpoint,
             variables,
@@ -109,8 +114,12 @@ pub async fn local_aws_config(endpoint: &str) -> SdkConfig {
 pub struct Local {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub streams: aws_sdk_dynamodbstreams::Client,
+    /// Path-style, as a local endpoint needs.
+    pub s3: aws_sdk_s3::Client,
     pub tables: TableNames,
     pub history_table: String,
+    /// The bucket the stream mapping keeps the batches it gave up on in.
+    pub failure_bucket: String,
 }
 
 impl Local {
@@ -121,11 +130,17 @@ impl Local {
         Self {
             dynamodb: aws_sdk_dynamodb::Client::new(&aws),
             streams: aws_sdk_dynamodbstreams::Client::new(&aws),
+            s3: aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(&aws)
+                    .force_path_style(true)
+                    .build(),
+            ),
             tables: TableNames {
                 users: local.variable("USERS_TABLE"),
                 emails: local.variable("EMAILS_TABLE"),
             },
             history_table: local.variable("HISTORY_TABLE"),
+            failure_bucket: local.variable("STREAM_FAILURE_BUCKET"),
         }
     }
 

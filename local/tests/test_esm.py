@@ -1,5 +1,8 @@
 """The event source mapping's delivery rules, on synthetic batches and a scripted function."""
 
+import json
+import re
+
 from local.esm import BatchProcessor, Discarded, StreamSettings, lambda_record
 from local.runtime import Outcome
 
@@ -154,6 +157,20 @@ def test_on_failure_message_has_lambdas_shape():
     assert message["responseContext"] == {"statusCode": 200, "executedVersion": "$LATEST"}
 
 
+def test_an_s3_destination_gets_the_whole_invocation_under_lambdas_key_layout():
+    invoked = records(4)
+    discarded = Discarded(invoked[1:], "RetryAttemptsExhausted", 4, Outcome(payload={}), shard_id="shardId-1", invoked=invoked)
+    kept = discarded.s3_object("arn:fn", "arn:stream")
+    # The invocation record, plus the event the function got, records included, as a string.
+    assert kept["DDBStreamBatchInfo"]["startSequenceNumber"] == "101"
+    assert json.loads(kept["payload"]) == {"Records": invoked}
+    key = discarded.s3_key("esm-uuid", now=1795327200.75)
+    assert re.fullmatch(r"aws/lambda/esm-uuid/shardId-1/2026/11/22/2026-11-22T06\.00\.00-[0-9a-f-]{36}", key), key
+    # Records discarded for their age were never invoked: the payload is the event they would be.
+    aged = Discarded(invoked[:2], "RecordAgeExceeded", 0, None, shard_id="shardId-1")
+    assert json.loads(aged.s3_object("arn:fn", "arn:stream")["payload"]) == {"Records": invoked[:2]}
+
+
 def test_settings_come_from_the_template_properties():
     props = {
         "Stream": {"Fn::GetAtt": ["UsersTable", "StreamArn"]},
@@ -165,10 +182,10 @@ def test_settings_come_from_the_template_properties():
         "MaximumRecordAgeInSeconds": 3600,
         "FunctionResponseTypes": ["ReportBatchItemFailures"],
         "FilterCriteria": {"Filters": [{"Pattern": '{"eventName": ["INSERT"]}'}]},
-        "DestinationConfig": {"OnFailure": {"Type": "SQS", "Destination": {"Fn::GetAtt": ["Dlq", "Arn"]}}},
+        "DestinationConfig": {"OnFailure": {"Type": "S3", "Destination": {"Fn::GetAtt": ["Kept", "Arn"]}}},
     }
     settings = StreamSettings.from_properties(props)
-    assert settings == StreamSettings("LATEST", 10, 2.0, 3, True, 3600, True, [{"eventName": ["INSERT"]}], "Dlq", True)
+    assert settings == StreamSettings("LATEST", 10, 2.0, 3, True, 3600, True, [{"eventName": ["INSERT"]}], "Kept", "S3", True)
     defaults = StreamSettings.from_properties({"StartingPosition": "TRIM_HORIZON"})
     assert (defaults.batch_size, defaults.max_retry_attempts, defaults.max_record_age, defaults.report_batch_item_failures) == (100, -1, -1, False)
 

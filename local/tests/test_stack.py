@@ -86,15 +86,8 @@ def test_the_lesson_the_poison_record_and_a_clean_stop(tmp_path):
         handled(stack, "INSERT", after["id"])
         assert len(stack.history(before["id"])) == 1 and len(stack.history(after["id"])) == 1
 
-        # ... and it is retried per the template, then parked in the OnFailure queue.
-        sqs = stack.aws("sqs")
-        queue_url = sqs.get_queue_url(QueueName=STREAM_SETTINGS.on_failure)["QueueUrl"]
-        messages = []
-        deadline = time.monotonic() + 60
-        while not messages and time.monotonic() < deadline:
-            messages = sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=1).get("Messages", [])
-        assert messages, stack.output()
-        failure = json.loads(messages[0]["Body"])
+        # ... and it is retried per the template, then kept whole in the on-failure bucket.
+        [failure] = wait_for_kept_failures(stack, 1)
         poison_sequence = next(
             r["dynamodb"]["SequenceNumber"]
             for r in _stream_records(stack)
@@ -105,11 +98,18 @@ def test_the_lesson_the_poison_record_and_a_clean_stop(tmp_path):
         assert failure["requestContext"]["functionArn"].endswith(":function:UserStreamFunction")
         assert failure["DDBStreamBatchInfo"]["startSequenceNumber"] == poison_sequence
         assert failure["DDBStreamBatchInfo"]["streamArn"].startswith("arn:aws:dynamodb:")
+        # The last invocation's event, whole: the poison record (and any sent with it).
+        kept = {r["dynamodb"]["SequenceNumber"]: r for r in json.loads(failure["payload"])["Records"]}
+        assert kept[poison_sequence]["dynamodb"]["NewImage"] == {"id": {"S": poison_id}, "email": {"S": "x@test.com"}}
         reported = stack.output().count(f"batchItemFailures: ['{poison_sequence}']")
         assert reported == STREAM_SETTINGS.max_retry_attempts + 1
         assert stack.history(poison_id) == []
-        parked = (ROOT / ".local" / "on-failure" / f"{STREAM_SETTINGS.on_failure}.jsonl").read_text()
-        assert poison_sequence in parked
+        # Replaying cannot mend a poison record: it says so and keeps the object.
+        replayed = replay_failures(stack)
+        assert replayed.returncode == 1, replayed.stdout + replayed.stderr
+        assert f"{len(kept) - 1} record(s) recorded, 1 still failing; kept" in replayed.stdout
+        assert f"{poison_sequence}: stream record is not a valid user change" in replayed.stdout
+        assert len(kept_failures(stack)) == 1
 
         # Function logs are tagged by function.
         assert "[create-user]" in stack.output() and "[user-stream]" in stack.output()
@@ -222,6 +222,91 @@ def test_function_logs_follow_the_templates_logging_config(tmp_path):
         assert logged["fields"]["user_id"] == user["id"]
     finally:
         assert stack.stop() == 0
+
+
+def test_records_that_exhaust_their_retries_are_kept_whole_and_replayed_exactly_once(tmp_path):
+    stack = RunningStack(tmp_path / "stack.log", free_port(), free_port())
+    try:
+        # GIVEN a history table that refuses writes (the fault: it is gone)
+        dynamodb = stack.aws("dynamodb")
+        dynamodb.delete_table(TableName="HistoryTable")
+        dynamodb.get_waiter("table_not_exists").wait(TableName="HistoryTable")
+
+        # WHEN a user is created, renamed and deleted, the stream function cannot record any of
+        # it: each record is retried per the template, then kept whole in the bucket
+        status, user = stack.post("/create", {"email": "kept@test.com"})
+        assert status == 201, user
+        assert stack.call("PATCH", f"/users/{user['id']}", {"email": "renamed-kept@test.com"})[0] == 200
+        assert stack.post("/delete", {"id": user["id"]})[0] == 200
+        ours = [r["dynamodb"]["SequenceNumber"] for r in _stream_records(stack) if r["dynamodb"]["Keys"]["id"]["S"] == user["id"]]
+        assert len(ours) == 3
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            kept = [r["dynamodb"]["SequenceNumber"] for f in kept_failures(stack) for r in json.loads(f["payload"])["Records"]]
+            if set(ours) <= set(kept):
+                break
+            time.sleep(0.5)
+        assert set(ours) <= set(kept), stack.output()
+        shown = subprocess.run(
+            [sys.executable, "-m", "local.show", "--endpoint", f"http://127.0.0.1:{stack.dynamodb_port}", "failures"],
+            cwd=ROOT, capture_output=True, text=True, timeout=30, check=True,
+        ).stdout.splitlines()
+        listed = [record for line in shown for record in json.loads(line)["records"]]
+        assert {r["sequenceNumber"] for r in listed} >= set(ours)
+        assert "kept@test.com" not in "\n".join(shown)  # ids and sequence numbers, never emails
+
+        # AND with the fault switched off, a replay records every change once and empties the bucket
+        [history_table] = [t for t in Template.load().table_requests() if t["TableName"] == "HistoryTable"]
+        dynamodb.create_table(**history_table)
+        dynamodb.get_waiter("table_exists").wait(TableName="HistoryTable")
+        dry = replay_failures(stack, "--dry-run")
+        assert dry.returncode == 0 and "would be recorded" in dry.stdout, dry.stdout + dry.stderr
+        assert stack.history(user["id"]) == [] and kept_failures(stack)
+
+        first = replay_failures(stack)
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert "recorded; deleted" in first.stdout and "; kept" not in first.stdout
+        assert ", 0 kept (0 record(s) still failing)" in first.stdout
+        history = stack.history(user["id"])
+        assert [i["eventName"]["S"] for i in history] == ["INSERT", "MODIFY", "REMOVE"]
+        assert kept_failures(stack) == []
+
+        # AND a second replay changes nothing
+        second = replay_failures(stack)
+        assert second.returncode == 0 and ": 0 kept failure(s)" in second.stdout, second.stdout
+        assert stack.history(user["id"]) == history
+
+        # AND the history reads back through the API as if nothing had failed
+        status, page = stack.call("GET", f"/users/{user['id']}/history")
+        assert [item["eventName"] for item in page["items"]] == ["INSERT", "MODIFY", "REMOVE"]
+    finally:
+        assert stack.stop() == 0
+
+
+def kept_failures(stack: RunningStack) -> list[dict]:
+    """Every failure record in the on-failure bucket, oldest first."""
+    s3 = stack.aws("s3")
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="StreamFailureBucket").get("Contents", []))
+    return [json.loads(s3.get_object(Bucket="StreamFailureBucket", Key=key)["Body"].read()) for key in keys]
+
+
+def wait_for_kept_failures(stack: RunningStack, count: int, timeout: float = 60) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(found := kept_failures(stack)) >= count:
+            return found
+        time.sleep(0.5)
+    raise AssertionError(f"no {count} kept failure(s) within {timeout}s:\n{stack.output()}")
+
+
+def replay_failures(stack: RunningStack, *flags: str) -> subprocess.CompletedProcess:
+    """The replay command, as an operator runs it against the local stack."""
+    return subprocess.run(
+        [str(ROOT / "target" / "debug" / "replay-failures"), "--endpoint", f"http://127.0.0.1:{stack.dynamodb_port}",
+         "--bucket", "StreamFailureBucket", "--history-table", "HistoryTable", *flags],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+    )
 
 
 def _stream_records(stack: RunningStack) -> list[dict]:

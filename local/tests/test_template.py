@@ -70,3 +70,46 @@ def test_the_api_access_log_has_no_personal_data():
     assert not any(word in settings["Format"] for word in ("body", "email", "sourceIp")), settings["Format"]
     log_group = TEMPLATE.resources[settings["DestinationArn"]["Fn::GetAtt"][0]]
     assert log_group["Properties"]["RetentionInDays"] > 0
+
+
+def test_failed_stream_batches_are_kept_whole_in_a_private_expiring_tls_only_bucket():
+    mapping = TEMPLATE.resources["UserStreamFunction"]["Properties"]["Events"]["UsersStream"]["Properties"]
+    on_failure = mapping["DestinationConfig"]["OnFailure"]
+    assert on_failure["Type"] == "S3" and on_failure["Destination"] == {"Fn::GetAtt": ["StreamFailureBucket", "Arn"]}
+    # Given up on well before the stream forgets the records (24 hours).
+    assert 0 < mapping["MaximumRecordAgeInSeconds"] < 24 * 3600 and mapping["MaximumRetryAttempts"] >= 0
+
+    bucket = TEMPLATE.resources["StreamFailureBucket"]["Properties"]
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]["SSEAlgorithm"]
+    assert all(bucket["PublicAccessBlockConfiguration"][flag] for flag in
+               ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"))
+    [rule] = bucket["LifecycleConfiguration"]["Rules"]
+    assert rule["Status"] == "Enabled" and 1 <= rule["ExpirationInDays"] <= 30  # objects hold emails
+    assert "VersioningConfiguration" not in bucket  # a kept version would outlive the replay's delete
+
+    [tls_only] = TEMPLATE.resources["StreamFailureBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert tls_only["Effect"] == "Deny" and tls_only["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+    # The stream function's role may do exactly what Lambda's S3 destination needs there.
+    statements = TEMPLATE.resources["UserStreamRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    s3 = sorted((s["Action"], json.dumps(s["Resource"], sort_keys=True)) for s in statements if str(s["Action"]).startswith("s3:"))
+    assert s3 == [
+        ("s3:ListBucket", json.dumps({"Fn::GetAtt": ["StreamFailureBucket", "Arn"]})),
+        ("s3:PutObject", json.dumps({"Fn::Sub": "${StreamFailureBucket.Arn}/*"})),
+    ]
+    assert "AWS::SQS::Queue" not in {r["Type"] for r in TEMPLATE.resources.values()}
+
+
+def test_every_alarm_notifies_the_one_topic_and_the_email_is_optional():
+    alarms = TEMPLATE.of_type("AWS::CloudWatch::Alarm")
+    assert set(alarms) == {"FailedStreamBatchAlarm", "StreamIteratorAgeAlarm", "FunctionErrorsAlarm",
+                           "FunctionThrottlesAlarm", "Api5xxAlarm"}
+    for name, alarm in alarms.items():
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}], name
+        assert len(alarm["Properties"]["AlarmDescription"]) > 40, name
+    functions = set(TEMPLATE.of_type("AWS::Serverless::Function"))
+    for name in ("FunctionErrorsAlarm", "FunctionThrottlesAlarm"):
+        watched = {q["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"]
+                   for q in alarms[name]["Properties"]["Metrics"] if "MetricStat" in q}
+        assert watched == functions, name
+    assert TEMPLATE.resources["AlarmEmailSubscription"]["Condition"] == "HasAlarmEmail"

@@ -33,9 +33,56 @@ pub struct StreamBatch {
     pub records: Vec<Value>,
 }
 
-/// The Lambda handler: decodes every record, records the changes in the history table (25 to a
-/// BatchWriteItem, each request bounded by what the invocation has left, so every record gets
-/// an outcome before Lambda's timeout), and reports the records that failed, in stream order.
+/// What became of one record of a batch: the change it carried, recorded, or why not.
+#[derive(Debug)]
+pub struct RecordOutcome {
+    /// The record's sequence number, if it has one (Lambda always sends one).
+    pub sequence_number: Option<String>,
+    pub result: Result<ChangeEvent, RecordError>,
+}
+
+/// Decodes every record and records the changes in the history table (25 to a BatchWriteItem,
+/// each request bounded by `deadline`); one outcome per record, in the order given. The stream
+/// function and `replay-failures` both record through this, so a replayed record ends in the
+/// history exactly as if it had succeeded the first time.
+pub async fn record_batch(
+    history: &HistoryRepository,
+    records: Vec<Value>,
+    deadline: Deadline,
+) -> Vec<RecordOutcome> {
+    let sequence_numbers: Vec<Option<String>> = records.iter().map(sequence_number_of).collect();
+
+    // Every record decoded on its own; the changes, in record order, go to the history together.
+    let mut changes: Vec<ChangeEvent> = Vec::with_capacity(records.len());
+    let decoded: Vec<Result<(), RecordError>> = records
+        .into_iter()
+        .map(|record| decode(record).map(|change| changes.push(change)))
+        .collect();
+    let recorded = history.record_all(&changes, deadline).await;
+
+    // The n-th decoded record is the n-th change, whose outcome is the n-th of `recorded`.
+    let mut recorded_changes = changes.into_iter().zip(recorded);
+    sequence_numbers
+        .into_iter()
+        .zip(decoded)
+        .map(|(sequence_number, decoded)| {
+            let result = decoded.and_then(|()| match recorded_changes.next() {
+                Some((change, Ok(()))) => Ok(change),
+                Some((_, Err(error))) => Err(RecordError::History(error)),
+                None => Err(RecordError::Invalid(InvalidRecord::new(
+                    "no outcome for a decoded record",
+                ))),
+            });
+            RecordOutcome {
+                sequence_number,
+                result,
+            }
+        })
+        .collect()
+}
+
+/// The Lambda handler: records the batch ([`record_batch`], so every record gets an outcome
+/// before Lambda's timeout), and reports the records that failed, in stream order.
 ///
 /// Returns an error (failing the whole batch, which Lambda retries) only for a failed record
 /// without a sequence number, since such a record cannot be reported on its own. Lambda always
@@ -45,28 +92,11 @@ pub async fn handle(
     event: LambdaEvent<StreamBatch>,
 ) -> Result<DynamoDbEventResponse, Error> {
     let deadline = Deadline::from_lambda(event.context.deadline);
-    let records = event.payload.records;
-    let sequence_numbers: Vec<Option<String>> = records.iter().map(sequence_number_of).collect();
-
-    // Each record's place among the decoded changes, or why it could not be decoded.
-    let mut changes: Vec<ChangeEvent> = Vec::with_capacity(records.len());
-    let slots: Vec<Result<usize, RecordError>> = records
-        .into_iter()
-        .map(|record| {
-            let change = decode(record)?;
-            changes.push(change);
-            Ok(changes.len() - 1)
-        })
-        .collect();
-    let recorded = history.record_all(&changes, deadline).await;
+    let outcomes = record_batch(history, event.payload.records, deadline).await;
 
     let mut response = DynamoDbEventResponse::default();
-    for (sequence_number, slot) in sequence_numbers.into_iter().zip(slots) {
-        let outcome = slot.and_then(|index| match &recorded[index] {
-            Ok(()) => Ok(&changes[index]),
-            Err(error) => Err(RecordError::History(Arc::clone(error))),
-        });
-        let error = match outcome {
+    for outcome in outcomes {
+        let error = match outcome.result {
             Ok(change) => {
                 // The email is personal data: log who changed and how, never the address itself.
                 tracing::info!(
@@ -81,12 +111,12 @@ pub async fn handle(
             Err(error) => error,
         };
         tracing::error!(
-            sequence_number = sequence_number.as_deref().unwrap_or("none"),
+            sequence_number = outcome.sequence_number.as_deref().unwrap_or("none"),
             error = %error,
             details = ?error,
             "stream record failed"
         );
-        let Some(sequence_number) = sequence_number else {
+        let Some(sequence_number) = outcome.sequence_number else {
             return Err("a failed record has no SequenceNumber; failing the batch".into());
         };
         let mut failure = DynamoDbBatchItemFailure::default();
@@ -104,7 +134,8 @@ fn sequence_number_of(record: &Value) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn decode(record: Value) -> Result<ChangeEvent, RecordError> {
+/// Decodes one record as Lambda delivers it into a typed change.
+pub fn decode(record: Value) -> Result<ChangeEvent, RecordError> {
     let record: EventRecord =
         serde_json::from_value(record).map_err(|err| InvalidRecord::new(err.to_string()))?;
     Ok(ChangeEvent::decode(&record)?)

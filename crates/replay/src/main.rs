@@ -1,0 +1,199 @@
+//! `replay-failures`: records the stream batches the stream function gave up on, then deletes
+//! each object whose records are all recorded. See `--help`.
+
+use aws_config::{BehaviorVersion, Region};
+use replay_failures::{DEFAULT_PREFIX, Replay, Verdict};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+use users_core::HistoryRepository;
+
+const USAGE: &str = "\
+replay-failures: records the stream batches Lambda gave up on, kept whole in the stack's
+on-failure bucket, through the stream function's own code; deletes an object only when every
+one of its records is recorded, and reports (and keeps) everything else.
+
+Usage: replay-failures --bucket NAME [--history-table NAME] [--endpoint URL] [--region REGION]
+                       [--prefix PREFIX] [--dry-run]
+
+  --bucket NAME         the bucket (the stack's output StreamFailureBucketName)
+  --history-table NAME  the history table (default: $HISTORY_TABLE; the stack's output
+                        HistoryTableName)
+  --endpoint URL        a local endpoint for S3 and DynamoDB, such as scripts/run's
+                        http://127.0.0.1:8000 (default: AWS, with the usual credentials)
+  --region REGION       default: the usual AWS configuration (AWS_REGION, profile)
+  --prefix PREFIX       only objects under it (default: aws/lambda/)
+  --dry-run             read and decode every object; write and delete nothing
+
+Exit status: 0 when every object was replayed (or there was none), 1 when any object was
+kept, 2 on a usage error or when the bucket cannot be listed.";
+
+#[derive(Debug, Default)]
+struct Options {
+    bucket: Option<String>,
+    history_table: Option<String>,
+    endpoint: Option<String>,
+    region: Option<String>,
+    prefix: Option<String>,
+    dry_run: bool,
+}
+
+fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
+    let mut options = Options::default();
+    let mut args = args.peekable();
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| {
+            args.next()
+                .filter(|value| !value.starts_with("--"))
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match arg.as_str() {
+            "--bucket" => options.bucket = Some(value("--bucket")?),
+            "--history-table" => options.history_table = Some(value("--history-table")?),
+            "--endpoint" => options.endpoint = Some(value("--endpoint")?),
+            "--region" => options.region = Some(value("--region")?),
+            "--prefix" => options.prefix = Some(value("--prefix")?),
+            "--dry-run" => options.dry_run = true,
+            "--help" | "-h" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(options)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let options = match parse(std::env::args().skip(1)) {
+        Ok(options) => options,
+        Err(problem) if problem.is_empty() => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(problem) => {
+            eprintln!("replay-failures: {problem}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(bucket) = options.bucket.clone() else {
+        eprintln!("replay-failures: --bucket is required\n\n{USAGE}");
+        return ExitCode::from(2);
+    };
+    let history_table = options.history_table.clone().or_else(|| {
+        std::env::var("HISTORY_TABLE")
+            .ok()
+            .filter(|t| !t.is_empty())
+    });
+    let Some(history_table) = history_table else {
+        eprintln!("replay-failures: give --history-table or set HISTORY_TABLE\n\n{USAGE}");
+        return ExitCode::from(2);
+    };
+
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(region) = &options.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    if let Some(endpoint) = &options.endpoint {
+        loader = loader.endpoint_url(endpoint);
+        // A local endpoint (moto) takes any credentials; keep the user's if there are some.
+        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none()
+            && std::env::var_os("AWS_PROFILE").is_none()
+        {
+            loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "local",
+                "local",
+                None,
+                None,
+                "replay-failures",
+            ));
+        }
+        if options.region.is_none() && std::env::var_os("AWS_REGION").is_none() {
+            loader = loader.region(Region::new("us-east-1"));
+        }
+    }
+    let aws = loader.load().await;
+    // A local endpoint serves every bucket under its own host: path-style addressing.
+    let s3_config = aws_sdk_s3::config::Builder::from(&aws)
+        .force_path_style(options.endpoint.is_some())
+        .build();
+    let replay = Replay {
+        s3: aws_sdk_s3::Client::from_conf(s3_config),
+        bucket: bucket.clone(),
+        prefix: options
+            .prefix
+            .clone()
+            .unwrap_or_else(|| DEFAULT_PREFIX.to_owned()),
+        history: HistoryRepository::new(aws_sdk_dynamodb::Client::new(&aws), history_table),
+        dry_run: options.dry_run,
+    };
+    run(&replay).await
+}
+
+async fn run(replay: &Replay) -> ExitCode {
+    let keys = match replay.keys().await {
+        Ok(keys) => keys,
+        Err(err) => {
+            eprintln!("replay-failures: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let mode = if replay.dry_run { " (dry run)" } else { "" };
+    println!(
+        "s3://{}/{}: {} kept failure(s){mode}",
+        replay.bucket,
+        replay.prefix,
+        keys.len()
+    );
+    let (mut replayed, mut kept, mut failing_records) = (0, 0, 0);
+    let mut last_progress = Instant::now();
+    for (done, key) in keys.iter().enumerate() {
+        let report = replay.replay_object(key).await;
+        println!("{report}");
+        match &report.verdict {
+            Verdict::Replayed { .. } => replayed += 1,
+            Verdict::Partial { failing, .. } => {
+                kept += 1;
+                failing_records += failing.len();
+            }
+            Verdict::Unreadable(_) | Verdict::NotDeleted { .. } => kept += 1,
+        }
+        if last_progress.elapsed() > Duration::from_secs(2) && done + 1 < keys.len() {
+            eprintln!("progress: {}/{} object(s)", done + 1, keys.len());
+            last_progress = Instant::now();
+        }
+    }
+    let verb = if replay.dry_run {
+        "replayable"
+    } else {
+        "replayed and deleted"
+    };
+    println!("done: {replayed} {verb}, {kept} kept ({failing_records} record(s) still failing)");
+    if kept == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Result<Options, String> {
+        parse(line.split_whitespace().map(str::to_owned))
+    }
+
+    #[test]
+    fn flags_are_read_and_mistakes_named() {
+        let options = args("--bucket b --history-table h --endpoint http://x --dry-run").unwrap();
+        assert_eq!(options.bucket.as_deref(), Some("b"));
+        assert_eq!(options.history_table.as_deref(), Some("h"));
+        assert_eq!(options.endpoint.as_deref(), Some("http://x"));
+        assert!(options.dry_run);
+        assert_eq!(args("--bucket").unwrap_err(), "--bucket needs a value");
+        assert_eq!(
+            args("--bucket --dry-run").unwrap_err(),
+            "--bucket needs a value"
+        );
+        assert_eq!(args("--nope").unwrap_err(), "unknown argument \"--nope\"");
+        assert_eq!(args("--help").unwrap_err(), "");
+    }
+}
