@@ -77,8 +77,9 @@ class RunningStack:
 
     def history(self, user_id: str) -> list[dict]:
         items = self.aws("dynamodb").query(
-            TableName="HistoryTable", KeyConditionExpression="userId = :u",
-            ExpressionAttributeValues={":u": {"S": user_id}}, ConsistentRead=True,
+            # Entries only: a deleted user's erasure marker (sort key "~erased") sorts after them.
+            TableName="HistoryTable", KeyConditionExpression="userId = :u AND sequenceNumber < :marker",
+            ExpressionAttributeValues={":u": {"S": user_id}, ":marker": {"S": "~"}}, ConsistentRead=True,
         )["Items"]
         return items
 

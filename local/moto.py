@@ -51,6 +51,8 @@ class MotoServer:
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", self.port)) == 0:
                 raise RuntimeError(f"port {self.port} is already in use (choose another DynamoDB port)")
+        if self._log:
+            Path(self._log).parent.mkdir(parents=True, exist_ok=True)  # .local/ on a fresh clone
         # The child gets its own copy of the log's descriptor; ours is closed once it has started.
         with open(self._log or os.devnull, "ab") as output:
             self._process = subprocess.Popen(

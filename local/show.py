@@ -95,8 +95,9 @@ def main(argv: list[str] | None = None) -> int:
             lines = scan(dynamodb, "EmailsTable")
         elif args.what == "history":
             pages = dynamodb.get_paginator("query").paginate(
-                TableName="HistoryTable", KeyConditionExpression="userId = :u",
-                ExpressionAttributeValues={":u": {"S": args.user_id}}, ConsistentRead=True,
+                # Entries only: a deleted user's erasure marker (sort key "~erased") sorts after them.
+                TableName="HistoryTable", KeyConditionExpression="userId = :u AND sequenceNumber < :marker",
+                ExpressionAttributeValues={":u": {"S": args.user_id}, ":marker": {"S": "~"}}, ConsistentRead=True,
             )
             lines = [plain(item) for page in pages for item in page["Items"]]
         elif args.what == "failures":

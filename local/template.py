@@ -34,6 +34,14 @@ class Template:
             raise ValueError(f"cannot read {path}: {errors}")
         return cls(parsed.get("Resources", {}), parsed.get("Globals", {}))
 
+    @staticmethod
+    def load_outputs(path: Path = TEMPLATE) -> dict[str, Any]:
+        """The template's Outputs."""
+        parsed, errors = decode(str(path))
+        if errors or parsed is None:
+            raise ValueError(f"cannot read {path}: {errors}")
+        return parsed.get("Outputs", {})
+
     def of_type(self, resource_type: str) -> dict[str, dict[str, Any]]:
         return {
             name: resource

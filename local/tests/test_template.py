@@ -59,8 +59,13 @@ def test_every_checkov_skip_says_why():
 def test_the_users_data_survives_the_stack_and_can_be_restored():
     for name in ("UsersTable", "EmailsTable", "HistoryTable"):
         table = TEMPLATE.resources[name]
-        assert (table.get("DeletionPolicy"), table.get("UpdateReplacePolicy")) == ("Retain", "Retain"), name
+        assert (table.get("DeletionPolicy"), table.get("UpdateReplacePolicy")) == ("RetainExceptOnCreate", "Retain"), name
         assert table["Properties"]["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}, name
+        assert table["Properties"]["DeletionProtectionEnabled"] is True, name
+    # Every table's name is an output, for the README's instructions to delete the data on purpose.
+    outputs = Template.load_outputs()
+    assert {outputs[f"{name}Name"]["Value"]["Ref"] for name in ("UsersTable", "EmailsTable", "HistoryTable")} == {
+        "UsersTable", "EmailsTable", "HistoryTable"}
 
 
 def test_the_api_access_log_has_no_personal_data():
@@ -102,8 +107,27 @@ def test_failed_stream_batches_are_kept_whole_in_a_private_expiring_tls_only_buc
 
 def test_every_alarm_notifies_the_one_topic_and_the_email_is_optional():
     alarms = TEMPLATE.of_type("AWS::CloudWatch::Alarm")
-    assert set(alarms) == {"FailedStreamBatchAlarm", "StreamIteratorAgeAlarm", "FunctionErrorsAlarm",
-                           "FunctionThrottlesAlarm", "Api5xxAlarm"}
+    assert set(alarms) == {"FailedStreamBatchAlarm", "DroppedStreamRecordsAlarm", "StreamIteratorAgeAlarm",
+                           "FunctionErrorsAlarm", "FunctionThrottlesAlarm", "Api5xxAlarm"}
+    # The metric each watches, exactly: a misspelt name or dimension makes an alarm that never fires.
+    mapping = [{"Name": "EventSourceMappingUUID", "Value": {"Ref": "UserStreamFunctionUsersStream"}}]
+    watched = {name: (a["Properties"].get("Namespace"), a["Properties"].get("MetricName"), a["Properties"].get("Dimensions"))
+               for name, a in alarms.items() if "MetricName" in a["Properties"]}
+    assert watched == {
+        "FailedStreamBatchAlarm": ("AWS/Lambda", "OnFailureDestinationDeliveredEventCount", mapping),
+        "DroppedStreamRecordsAlarm": ("AWS/Lambda", "DroppedEventCount", mapping),
+        "StreamIteratorAgeAlarm": ("AWS/Lambda", "IteratorAge", [{"Name": "FunctionName", "Value": {"Ref": "UserStreamFunction"}}]),
+        "Api5xxAlarm": ("AWS/ApiGateway", "5xx", [{"Name": "ApiId", "Value": {"Ref": "UsersApi"}}, {"Name": "Stage", "Value": "$default"}]),
+    }
+    # SAM names the mapping it makes for the UsersStream event <Function><Event>; it must emit the
+    # mapping's own metrics for the first two to exist.
+    events = TEMPLATE.resources["UserStreamFunction"]["Properties"]["Events"]
+    assert "UsersStream" in events and events["UsersStream"]["Properties"]["MetricsConfig"] == {"Metrics": ["EventCount"]}
+    for name in ("FunctionErrorsAlarm", "FunctionThrottlesAlarm"):
+        queries = alarms[name]["Properties"]["Metrics"]
+        metric = "Errors" if name == "FunctionErrorsAlarm" else "Throttles"
+        assert all(q["MetricStat"]["Metric"]["Namespace"] == "AWS/Lambda" and q["MetricStat"]["Metric"]["MetricName"] == metric
+                   for q in queries if "MetricStat" in q), name
     for name, alarm in alarms.items():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": "AlarmTopic"}], name
         assert len(alarm["Properties"]["AlarmDescription"]) > 40, name

@@ -59,8 +59,9 @@ def test_a_create_under_watch_reaches_the_stream_function(tmp_path):
         while names != ["INSERT", "REMOVE"]:
             assert time.monotonic() < deadline, output()
             time.sleep(0.5)
-            items = dynamodb.query(TableName="HistoryTable", KeyConditionExpression="userId = :u",
-                                   ExpressionAttributeValues={":u": {"S": user["id"]}}, ConsistentRead=True)["Items"]
+            items = dynamodb.query(TableName="HistoryTable", KeyConditionExpression="userId = :u AND sequenceNumber < :marker",
+                                   ExpressionAttributeValues={":u": {"S": user["id"]}, ":marker": {"S": "~"}},
+                                   ConsistentRead=True)["Items"]
             names = [item["eventName"]["S"] for item in items]
     finally:
         watch.send_signal(signal.SIGINT)

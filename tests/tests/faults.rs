@@ -275,14 +275,24 @@ fn history_on(
             .set_unprocessed_items(Some(unprocessed(&puts, call)))
             .build()
     });
-    let client: Client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&rule]);
+    // The erasure check after the writes: nobody in the batch was deleted before.
+    let no_markers = mock!(Client::batch_get_item).then_output(|| {
+        aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemOutput::builder().build()
+    });
+    let client: Client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&rule, &no_markers]);
     (HistoryRepository::new(client, HISTORY_TABLE), sent, rule)
 }
 
-/// events/stream.json: INSERT, MODIFY and REMOVE of one user.
+/// events/stream.json's user created and changed twice (its INSERT, its MODIFY, and that
+/// MODIFY again as the third record): changes of a user who still exists, so that only
+/// BatchWriteItem (and the erasure check) is asked.
 async fn run_sample_batch(history: &HistoryRepository) -> Vec<String> {
     let json = std::fs::read_to_string(event_path("stream.json")).unwrap();
-    let batch: StreamBatch = serde_json::from_str(&json).unwrap();
+    let mut batch: StreamBatch = serde_json::from_str(&json).unwrap();
+    let mut third = batch.records[1].clone();
+    third["dynamodb"]["SequenceNumber"] = json!(SEQUENCE_NUMBERS[2]);
+    third["eventID"] = json!("00000000000000000000000000000003");
+    batch.records[2] = third;
     let response = user_stream::handle(history, LambdaEvent::new(batch, Context::default()))
         .await
         .unwrap();
@@ -322,10 +332,10 @@ async fn puts_left_unprocessed_are_sent_again_and_only_they() {
 
 #[tokio::test]
 async fn puts_that_stay_unprocessed_are_reported_and_the_rest_recorded() {
-    // The REMOVE is left unprocessed every time; the other two are written at the first try.
+    // The third is left unprocessed every time; the other two are written at the first try.
     let (history, sent, _rule) = history_on(|puts, _| {
-        let remove = puts.iter().find(|put| key_of(put).ends_with("3")).cloned();
-        HashMap::from([(HISTORY_TABLE.to_owned(), remove.into_iter().collect())])
+        let third = puts.iter().find(|put| key_of(put).ends_with("3")).cloned();
+        HashMap::from([(HISTORY_TABLE.to_owned(), third.into_iter().collect())])
     });
     assert_eq!(run_sample_batch(&history).await, [SEQUENCE_NUMBERS[2]]);
     assert_eq!(sent.lock().unwrap().len(), 4, "sent four times in all");
@@ -406,4 +416,27 @@ async fn a_batch_write_that_fails_outright_reports_every_record_of_its_chunk() {
     let client: Client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&rule]);
     let history = HistoryRepository::new(client, HISTORY_TABLE);
     assert_eq!(run_sample_batch(&history).await, SEQUENCE_NUMBERS);
+}
+
+#[tokio::test]
+async fn records_whose_erasure_check_fails_are_reported_not_counted() {
+    // The puts succeed, but the markers cannot be read: whether a user was deleted meanwhile
+    // (and an address must not stay) is unknown, so no record counts as recorded.
+    let written =
+        mock!(Client::batch_write_item).then_output(|| BatchWriteItemOutput::builder().build());
+    let unreadable = mock!(Client::batch_get_item).then_error(|| {
+        aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemError::ResourceNotFoundException(
+            aws_sdk_dynamodb::types::error::ResourceNotFoundException::builder()
+                .message("Requested resource not found")
+                .build(),
+        )
+    });
+    let client: Client = mock_client!(
+        aws_sdk_dynamodb,
+        RuleMode::MatchAny,
+        [&written, &unreadable]
+    );
+    let history = HistoryRepository::new(client, HISTORY_TABLE);
+    assert_eq!(run_sample_batch(&history).await, SEQUENCE_NUMBERS);
+    assert_eq!(unreadable.num_calls(), 1);
 }

@@ -162,6 +162,14 @@ async fn a_partly_recorded_object_stays_with_the_records_that_still_fail_named()
     let key = format!("{prefix}2026-11-27T21.00.00-2");
     put(&local, &key, failure_record(&records)).await;
 
+    // A dry run already says which record would fail, and writes nothing.
+    let looked = replay(&local, &prefix, true).replay_object(&key).await;
+    let Verdict::Partial { failing, .. } = &looked.verdict else {
+        panic!("{looked}");
+    };
+    assert_eq!(failing[0].0, "999999999999999999999999999999");
+    assert_eq!(history_len(&local, &user).await, 0);
+
     let report = replay(&local, &prefix, false).replay_object(&key).await;
     let Verdict::Partial { recorded, failing } = &report.verdict else {
         panic!("{report}");

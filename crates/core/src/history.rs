@@ -1,10 +1,14 @@
 //! The history table: one item per handled stream record, so every change to a user, the last
 //! state of a deleted user included, can be read back.
+//!
+//! What is forgotten: when a user is deleted, the stream function erases its email (old and
+//! current) from every entry of its history, and leaves a marker so that no late retry or replay
+//! of its older records can write an address back. The history keeps what changed and when.
 
 use crate::backoff::Backoff;
 use crate::deadline::Deadline;
 use crate::error::Error;
-use crate::model::{EpochSeconds, User, UserId};
+use crate::model::{Email, EpochSeconds, Timestamp, User, UserId};
 use crate::stream::{ChangeEvent, EventName};
 use crate::table;
 use aws_sdk_dynamodb::Client;
@@ -30,6 +34,31 @@ const UNPROCESSED_BACKOFF: Backoff = Backoff {
 /// DynamoDB stream sequence numbers are decimal strings of up to 40 digits. Padded to this
 /// width they sort as strings in the same order as numbers, which the sort key needs.
 const SEQUENCE_NUMBER_WIDTH: usize = 40;
+/// The sort key of a deleted user's erasure marker. `~` sorts after every digit, so the marker
+/// comes after all of the user's entries and a page of entries never reaches it.
+const ERASED_MARKER: &str = "~erased";
+/// The most keys one BatchGetItem takes.
+const BATCH_GET_LIMIT: usize = 100;
+
+/// A user as the history keeps it: as it was, except that its email is erased once the user
+/// is deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryImage {
+    pub id: UserId,
+    pub timestamp: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<Email>,
+}
+
+impl From<&User> for HistoryImage {
+    fn from(user: &User) -> Self {
+        Self {
+            id: user.id,
+            timestamp: user.timestamp,
+            email: Some(user.email.clone()),
+        }
+    }
+}
 
 /// One item of the history table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,9 +69,9 @@ pub struct HistoryEntry {
     pub sequence_number: String,
     pub event_name: EventName,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub old_image: Option<User>,
+    pub old_image: Option<HistoryImage>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub new_image: Option<User>,
+    pub new_image: Option<HistoryImage>,
     /// When DynamoDB recorded the change (whole seconds, as the stream gives it).
     pub changed_at: EpochSeconds,
 }
@@ -53,11 +82,46 @@ impl From<&ChangeEvent> for HistoryEntry {
             user_id: event.user_id,
             sequence_number: sortable_sequence_number(&event.sequence_number),
             event_name: event.change.event_name(),
-            old_image: event.change.before().cloned(),
-            new_image: event.change.after().cloned(),
+            old_image: event.change.before().map(HistoryImage::from),
+            new_image: event.change.after().map(HistoryImage::from),
             changed_at: event.changed_at,
         }
     }
+}
+
+impl HistoryEntry {
+    /// Whether an email is still in this entry.
+    pub fn holds_email(&self) -> bool {
+        [&self.old_image, &self.new_image]
+            .into_iter()
+            .flatten()
+            .any(|image| image.email.is_some())
+    }
+
+    /// The entry without any email: what the history keeps of a deleted user.
+    pub fn erased(mut self) -> Self {
+        for image in [&mut self.old_image, &mut self.new_image]
+            .into_iter()
+            .flatten()
+        {
+            image.email = None;
+        }
+        self
+    }
+}
+
+/// The key of a user's erasure marker.
+fn marker_key(user_id: UserId) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        (
+            table::HISTORY_USER_ID.to_owned(),
+            AttributeValue::S(user_id.to_string()),
+        ),
+        (
+            table::HISTORY_SEQUENCE_NUMBER.to_owned(),
+            AttributeValue::S(ERASED_MARKER.to_owned()),
+        ),
+    ])
 }
 
 /// The key of a history item: which record a put is for.
@@ -97,6 +161,12 @@ fn key_of(request: &WriteRequest) -> Option<HistoryKey> {
         string(table::HISTORY_USER_ID)?,
         string(table::HISTORY_SEQUENCE_NUMBER)?,
     ))
+}
+
+/// The distinct values, in first-seen order.
+fn distinct(ids: impl Iterator<Item = UserId>) -> Vec<UserId> {
+    let mut seen = HashSet::new();
+    ids.filter(|id| seen.insert(*id)).collect()
 }
 
 /// Left-pads a decimal sequence number with zeros so string order is numeric order.
@@ -151,16 +221,192 @@ impl HistoryRepository {
     /// again with jittered backoff; every request is bounded by `deadline`.
     ///
     /// Fails closed: a change counts as recorded only when its put is known to have succeeded.
+    ///
+    /// Erases as it goes. For a user deleted in this batch, an erasure marker is written and
+    /// every entry of its history rewritten without emails first, and only then are this
+    /// batch's entries of that user written, without emails too: once a REMOVE can be read, the
+    /// history holds none of that user's addresses. Entries of users not deleted in this batch
+    /// are checked against the markers after they are written, and erased if their user was
+    /// deleted meanwhile, so a late retry or a replay can never leave an address behind: an
+    /// eraser writes its marker before it reads the entries to erase, and a writer reads the
+    /// markers after it writes, so one of the two always sees the other.
     pub async fn record_all(
         &self,
         events: &[ChangeEvent],
         deadline: Deadline,
     ) -> Vec<Result<(), Arc<Error>>> {
+        let deleted = distinct(
+            events
+                .iter()
+                .filter(|event| event.change.event_name() == EventName::Remove)
+                .map(|event| event.user_id),
+        );
+        // Users deleted in this batch: marker and erasure first; if that fails, none of the
+        // user's records counts as recorded (they are retried, and the erasure with them).
+        let not_erased: HashMap<UserId, Arc<Error>> = stream::iter(deleted.iter().copied())
+            .map(|user_id| async move {
+                let erased = deadline.bound(self.erase(user_id, deadline)).await;
+                (user_id, erased)
+            })
+            .buffer_unordered(CONCURRENT_BATCH_WRITES)
+            .filter_map(|(user_id, erased)| async move {
+                erased.err().map(|error| (user_id, Arc::new(error)))
+            })
+            .collect()
+            .await;
+        let entries: Vec<HistoryEntry> = events
+            .iter()
+            .map(|event| {
+                let entry = HistoryEntry::from(event);
+                if deleted.contains(&event.user_id) {
+                    entry.erased()
+                } else {
+                    entry
+                }
+            })
+            .collect();
+        let writable: Vec<usize> = (0..entries.len())
+            .filter(|&i| !not_erased.contains_key(&entries[i].user_id))
+            .collect();
+        let to_write: Vec<HistoryEntry> = writable.iter().map(|&i| entries[i].clone()).collect();
+        let mut outcomes: Vec<Result<(), Arc<Error>>> = entries
+            .iter()
+            .map(|entry| match not_erased.get(&entry.user_id) {
+                Some(error) => Err(Arc::clone(error)),
+                None => Err(Arc::new(Error::Unprocessed)),
+            })
+            .collect();
+        for (i, outcome) in writable
+            .into_iter()
+            .zip(self.write_entries(&to_write, deadline).await)
+        {
+            outcomes[i] = outcome;
+        }
+
+        // Late or replayed records of users erased already: erase what was just written.
+        let written: Vec<UserId> = distinct(
+            entries
+                .iter()
+                .zip(&outcomes)
+                .filter(|(entry, outcome)| outcome.is_ok() && entry.holds_email())
+                .map(|(entry, _)| entry.user_id),
+        );
+        match deadline.bound(self.erased_among(&written)).await {
+            Ok(erased) if erased.is_empty() => {}
+            Ok(erased) => {
+                let again: Vec<usize> = (0..entries.len())
+                    .filter(|&i| outcomes[i].is_ok() && erased.contains(&entries[i].user_id))
+                    .collect();
+                let stripped: Vec<HistoryEntry> =
+                    again.iter().map(|&i| entries[i].clone().erased()).collect();
+                let rewritten = self.write_entries(&stripped, deadline).await;
+                for (i, outcome) in again.into_iter().zip(rewritten) {
+                    outcomes[i] = outcome;
+                }
+            }
+            Err(error) => {
+                let error = Arc::new(error);
+                for (entry, outcome) in entries.iter().zip(outcomes.iter_mut()) {
+                    if outcome.is_ok() && written.contains(&entry.user_id) {
+                        *outcome = Err(Arc::clone(&error));
+                    }
+                }
+            }
+        }
+        outcomes
+    }
+
+    /// Writes a deleted user's erasure marker, then rewrites every entry of its history that
+    /// still holds an email without it.
+    async fn erase(&self, user_id: UserId, deadline: Deadline) -> Result<(), Error> {
+        let marker = PutRequest::builder()
+            .set_item(Some(marker_key(user_id)))
+            .build()?;
+        let mut written = Vec::new();
+        let marker = vec![PendingPut {
+            index: 0,
+            key: (user_id.to_string(), ERASED_MARKER.to_owned()),
+            request: WriteRequest::builder().put_request(marker).build(),
+        }];
+        self.write_chunk(marker, &mut written).await?;
+        let holding: Vec<HistoryEntry> = self
+            .entries_for(user_id)
+            .await?
+            .into_iter()
+            .filter(HistoryEntry::holds_email)
+            .map(HistoryEntry::erased)
+            .collect();
+        let outcomes = self.write_entries(&holding, deadline).await;
+        match outcomes.into_iter().find_map(Result::err) {
+            None => {
+                tracing::info!(user_id = %user_id, erased_entries = holding.len(), "history erased");
+                Ok(())
+            }
+            Some(error) => Err(Arc::try_unwrap(error).unwrap_or(Error::Unprocessed)),
+        }
+    }
+
+    /// Which of these users have an erasure marker (strongly consistent, so a marker written
+    /// before this read is seen). Keys DynamoDB leaves unprocessed are asked again; if some
+    /// still are, nothing is known and this fails.
+    async fn erased_among(&self, users: &[UserId]) -> Result<HashSet<UserId>, Error> {
+        let mut erased = HashSet::new();
+        for chunk in users.chunks(BATCH_GET_LIMIT) {
+            let mut keys: Vec<HashMap<String, AttributeValue>> =
+                chunk.iter().map(|id| marker_key(*id)).collect();
+            let mut attempt = 1;
+            while !keys.is_empty() {
+                let request = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()?;
+                let output = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(Error::from_sdk)?;
+                for item in output
+                    .responses
+                    .and_then(|mut tables| tables.remove(&self.table))
+                    .unwrap_or_default()
+                {
+                    if let Some(AttributeValue::S(id)) = item.get(table::HISTORY_USER_ID)
+                        && let Ok(id) = UserId::parse(id)
+                    {
+                        erased.insert(id);
+                    }
+                }
+                keys = output
+                    .unprocessed_keys
+                    .and_then(|mut tables| tables.remove(&self.table))
+                    .map(|left| left.keys)
+                    .unwrap_or_default();
+                if keys.is_empty() {
+                    break;
+                }
+                if attempt == UNPROCESSED_ATTEMPTS {
+                    return Err(Error::Unprocessed);
+                }
+                UNPROCESSED_BACKOFF.wait(attempt).await;
+                attempt += 1;
+            }
+        }
+        Ok(erased)
+    }
+
+    /// Writes history entries, 25 to a BatchWriteItem, a few requests at once; one outcome per
+    /// entry, in order. Fails closed (see [`Self::write_chunk`]).
+    async fn write_entries(
+        &self,
+        entries: &[HistoryEntry],
+        deadline: Deadline,
+    ) -> Vec<Result<(), Arc<Error>>> {
         let not_recorded = Arc::new(Error::Unprocessed);
-        let mut outcomes: Vec<Result<(), Arc<Error>>> = vec![Err(not_recorded); events.len()];
-        let mut puts = Vec::with_capacity(events.len());
-        for (index, event) in events.iter().enumerate() {
-            let entry = HistoryEntry::from(event);
+        let mut outcomes: Vec<Result<(), Arc<Error>>> = vec![Err(not_recorded); entries.len()];
+        let mut puts = Vec::with_capacity(entries.len());
+        for (index, entry) in entries.iter().enumerate() {
             let key = (entry.user_id.to_string(), entry.sequence_number.clone());
             let request = serde_dynamo::to_item(entry)
                 .map_err(Error::CorruptItem)
@@ -284,13 +530,16 @@ impl HistoryRepository {
     ) -> Result<HistoryPage, Error> {
         // One more than asked for, so that `next` is set only when another page really exists.
         let fetch = i32::try_from(limit.saturating_add(1)).unwrap_or(i32::MAX);
+        // Entries only: the erasure marker sorts after every sequence number.
         let mut query = self
             .client
             .query()
             .table_name(&self.table)
-            .key_condition_expression("#user = :user")
+            .key_condition_expression("#user = :user AND #sequence < :marker")
             .expression_attribute_names("#user", table::HISTORY_USER_ID)
+            .expression_attribute_names("#sequence", table::HISTORY_SEQUENCE_NUMBER)
             .expression_attribute_values(":user", AttributeValue::S(user_id.to_string()))
+            .expression_attribute_values(":marker", AttributeValue::S(ERASED_MARKER.to_owned()))
             .consistent_read(true)
             .limit(fetch);
         if let Some(after) = after {
@@ -375,9 +624,18 @@ mod tests {
             sequence_number: sortable_sequence_number("1"),
             event_name: EventName::Insert,
             old_image: None,
-            new_image: Some(user),
+            new_image: Some(HistoryImage::from(&user)),
             changed_at: EpochSeconds(1),
         };
+        assert!(entry.holds_email());
+        let erased = entry.clone().erased();
+        assert!(!erased.holds_email());
+        assert!(
+            serde_json::to_value(&erased).unwrap()["newImage"]
+                .get("email")
+                .is_none()
+        );
+        assert!(ERASED_MARKER > sortable_sequence_number(&"9".repeat(40)).as_str());
         let json = serde_json::to_value(&entry).unwrap();
         assert!(json.get(table::HISTORY_USER_ID).is_some());
         assert!(json.get(table::HISTORY_SEQUENCE_NUMBER).is_some());

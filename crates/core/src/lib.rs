@@ -20,7 +20,8 @@ pub use config::{TableNames, dynamodb_timeouts, load_aws_config, required_env};
 pub use deadline::{ANSWER_MARGIN, Deadline};
 pub use error::{BoxError, Error};
 pub use history::{
-    HistoryCursor, HistoryEntry, HistoryPage, HistoryRepository, sortable_sequence_number,
+    HistoryCursor, HistoryEntry, HistoryImage, HistoryPage, HistoryRepository,
+    sortable_sequence_number,
 };
 pub use model::{
     Email, EpochSeconds, InvalidEmail, InvalidUserId, MAX_EMAIL_LEN, Timestamp, User, UserId,

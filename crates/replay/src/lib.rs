@@ -36,8 +36,10 @@ struct FailureRecord {
     request_context: RequestContext,
     #[serde(rename = "DDBStreamBatchInfo")]
     batch: BatchInfo,
-    /// The invocation's event, as a JSON string: `{"Records": [...]}`.
-    payload: String,
+    /// The invocation's event, `{"Records": [...]}`: a JSON string as Lambda's S3 destination
+    /// writes it, or the object itself, as some emulators write it. Absent, the object cannot
+    /// be replayed (it stays, and says so).
+    payload: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -50,6 +52,7 @@ struct RequestContext {
 struct BatchInfo {
     start_sequence_number: String,
     end_sequence_number: String,
+    batch_size: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,31 +71,62 @@ pub struct KeptBatch {
 }
 
 /// Reads an object's bytes as a failure record. Anything else is refused with the reason: not
-/// JSON (or cut short), not an invocation record, a payload that is not the event, or records
-/// that do not cover the batch the record describes.
+/// JSON (or cut short), not an invocation record, no payload or one that is not the event, or
+/// records that do not hold, in one run, exactly the batch the record describes (its first and
+/// last sequence numbers, `batchSize` records from one to the other). Records that appear twice
+/// are kept once: one BatchWriteItem may not name an item twice.
 pub fn read_kept_batch(bytes: &[u8]) -> Result<KeptBatch, String> {
     let failure: FailureRecord = serde_json::from_slice(bytes)
         .map_err(|err| format!("not a stream failure record: {err}"))?;
-    let payload: Payload = serde_json::from_str(&failure.payload)
-        .map_err(|err| format!("its payload is not a stream event: {err}"))?;
-    let sequence_numbers: Vec<&str> = payload
+    let payload: Payload = match failure.payload {
+        Some(Value::String(text)) => serde_json::from_str(&text),
+        Some(object) => serde_json::from_value(object),
+        None => return Err("it holds no payload (records given up on before any invocation?): read them from the stream within 24 hours".into()),
+    }
+    .map_err(|err| format!("its payload is not a stream event: {err}"))?;
+    let mut seen = std::collections::HashSet::new();
+    let records: Vec<Value> = payload
         .records
-        .iter()
-        .filter_map(|record| record.pointer("/dynamodb/SequenceNumber")?.as_str())
+        .into_iter()
+        .filter(|record| {
+            match record
+                .pointer("/dynamodb/SequenceNumber")
+                .and_then(Value::as_str)
+            {
+                Some(number) => seen.insert(number.to_owned()),
+                None => true, // no sequence number: kept, and reported as failing by the stream code
+            }
+        })
         .collect();
+    let position = |wanted: &str| {
+        records.iter().position(|record| {
+            record
+                .pointer("/dynamodb/SequenceNumber")
+                .and_then(Value::as_str)
+                == Some(wanted)
+        })
+    };
     let batch = &failure.batch;
-    for bound in [&batch.start_sequence_number, &batch.end_sequence_number] {
-        if !sequence_numbers.contains(&bound.as_str()) {
-            return Err(format!(
-                "its payload lacks record {bound} of the batch it describes (cut short?)"
-            ));
-        }
+    let (Some(first), Some(last)) = (
+        position(&batch.start_sequence_number),
+        position(&batch.end_sequence_number),
+    ) else {
+        return Err(format!(
+            "its payload lacks record {} or {} of the batch it describes (cut short?)",
+            batch.start_sequence_number, batch.end_sequence_number
+        ));
+    };
+    if last < first || last - first + 1 != batch.batch_size {
+        return Err(format!(
+            "its payload does not hold the {} record(s) of the batch it describes in one run (cut short?)",
+            batch.batch_size
+        ));
     }
     Ok(KeptBatch {
         condition: failure.request_context.condition,
         first_sequence_number: batch.start_sequence_number.clone(),
         last_sequence_number: batch.end_sequence_number.clone(),
-        records: payload.records,
+        records,
     })
 }
 
@@ -306,13 +340,17 @@ mod tests {
     }
 
     fn failure(payload: &Value, start: &str, end: &str) -> Vec<u8> {
+        failure_of(payload.to_string().into(), start, end, 2)
+    }
+
+    fn failure_of(payload: Value, start: &str, end: &str, batch_size: usize) -> Vec<u8> {
         json!({
             "requestContext": {"requestId": "r", "functionArn": "arn", "condition": "RetryAttemptsExhausted", "approximateInvokeCount": 4},
             "responseContext": {"statusCode": 200, "executedVersion": "$LATEST"},
             "version": "1.0",
             "timestamp": "2026-11-27T21:00:00.000Z",
-            "DDBStreamBatchInfo": {"shardId": "s", "startSequenceNumber": start, "endSequenceNumber": end, "batchSize": 2, "streamArn": "arn"},
-            "payload": payload.to_string(),
+            "DDBStreamBatchInfo": {"shardId": "s", "startSequenceNumber": start, "endSequenceNumber": end, "batchSize": batch_size, "streamArn": "arn"},
+            "payload": payload,
         })
         .to_string()
         .into_bytes()
@@ -334,6 +372,20 @@ mod tests {
     }
 
     #[test]
+    fn a_payload_written_as_an_object_and_records_sent_before_the_batch_are_read_too() {
+        // The last invocation may hold records before the batch given up on (they succeeded
+        // and are recorded again, harmlessly); a record sent twice is kept once.
+        let payload = json!({"Records": [record("0"), record("1"), record("2"), record("2")]});
+        let batch = read_kept_batch(&failure_of(payload, "1", "2", 2)).unwrap();
+        let numbers: Vec<&str> = batch
+            .records
+            .iter()
+            .map(|r| r["dynamodb"]["SequenceNumber"].as_str().unwrap())
+            .collect();
+        assert_eq!(numbers, ["0", "1", "2"]);
+    }
+
+    #[test]
     fn anything_else_is_refused_with_its_reason() {
         let whole = failure(&json!({"Records": [record("1"), record("2")]}), "1", "2");
         let cases: Vec<(Vec<u8>, &str)> = vec![
@@ -352,8 +404,17 @@ mod tests {
             ),
             (
                 failure(&json!({"Records": [record("1")]}), "1", "2"),
-                "lacks record 2",
+                "lacks record 1 or 2",
             ),
+            (
+                failure_of(json!({"Records": [record("1"), record("3")]}), "1", "3", 3),
+                "does not hold the 3 record(s)",
+            ),
+            (
+                failure_of(json!({"Records": [record("3"), record("1")]}), "1", "3", 2),
+                "in one run",
+            ),
+            (failure_of(Value::Null, "1", "2", 2), "holds no payload"),
         ];
         for (bytes, reason) in cases {
             let refused = read_kept_batch(&bytes).unwrap_err();

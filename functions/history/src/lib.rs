@@ -7,7 +7,7 @@ use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 use std::convert::Infallible;
 use users_core::{
-    EpochSeconds, EventName, HistoryCursor, HistoryEntry, HistoryRepository, User, UserId,
+    EpochSeconds, EventName, HistoryCursor, HistoryEntry, HistoryImage, HistoryRepository, UserId,
 };
 use users_http::{ApiError, RequestError};
 
@@ -34,10 +34,11 @@ pub struct HistoryItem {
     /// When DynamoDB made the change: whole seconds since the Unix epoch (the stream's
     /// precision; a user's `timestamp` is in milliseconds).
     pub changed_at: EpochSeconds,
+    /// The user before and after the change; once the user is deleted, without its email.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub old_image: Option<User>,
+    pub old_image: Option<HistoryImage>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub new_image: Option<User>,
+    pub new_image: Option<HistoryImage>,
 }
 
 impl From<HistoryEntry> for HistoryItem {
