@@ -60,7 +60,8 @@ def kept_failures(s3, bucket: str) -> list[dict]:
             try:
                 failure = json.loads(s3.get_object(Bucket=bucket, Key=entry["Key"])["Body"].read())
                 info = failure["DDBStreamBatchInfo"]
-                records = json.loads(failure["payload"])["Records"]
+                payload = failure["payload"]
+                records = (json.loads(payload) if isinstance(payload, str) else payload)["Records"]
                 line.update({
                     "condition": failure["requestContext"]["condition"],
                     "batchSize": info["batchSize"],

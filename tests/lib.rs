@@ -144,8 +144,10 @@ impl Local {
         }
     }
 
+    /// The users repository as the functions build it (deletes leave the erasure marker).
     pub fn users(&self) -> UserRepository {
         UserRepository::new(self.dynamodb.clone(), self.tables.clone())
+            .with_erasure_markers(self.history_table.clone())
     }
 
     /// The id of the user who owns `email` in the emails table, if any.

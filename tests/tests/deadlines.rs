@@ -87,15 +87,17 @@ async fn the_stream_function_reports_every_record_before_the_deadline() {
         &std::fs::read_to_string(integration_tests::event_path("stream.json")).unwrap(),
     )
     .unwrap();
-    // Twenty records: more than the function writes at once, so some wait for a free slot.
-    let records: Vec<Value> = (0..20)
+    // 120 records of a user who is not deleted (its INSERT and MODIFY, again and again): five
+    // BatchWriteItem requests, more than the function sends at once (four), so one waits for a
+    // free slot, and the writes themselves (not an erasure) meet the hung endpoint.
+    let records: Vec<Value> = (0..120)
         .map(|n| {
-            let mut record = sample["Records"][n % 3].clone();
+            let mut record = sample["Records"][n % 2].clone();
             record["dynamodb"]["SequenceNumber"] = json!(format!("{}", 1000 + n));
             record
         })
         .collect();
-    let expected: Vec<String> = (0..20).map(|n| format!("{}", 1000 + n)).collect();
+    let expected: Vec<String> = (0..120).map(|n| format!("{}", 1000 + n)).collect();
 
     let (context, deadline) = context_with_deadline();
     let event = LambdaEvent::new(StreamBatch { records }, context);

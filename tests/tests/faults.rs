@@ -413,7 +413,11 @@ async fn a_batch_write_that_fails_outright_reports_every_record_of_its_chunk() {
                 .build(),
         )
     });
-    let client: Client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&rule]);
+    // The markers are still checked: a write that failed on the way back may have been applied.
+    let no_markers = mock!(Client::batch_get_item).then_output(|| {
+        aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemOutput::builder().build()
+    });
+    let client: Client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&rule, &no_markers]);
     let history = HistoryRepository::new(client, HISTORY_TABLE);
     assert_eq!(run_sample_batch(&history).await, SEQUENCE_NUMBERS);
 }
@@ -439,4 +443,84 @@ async fn records_whose_erasure_check_fails_are_reported_not_counted() {
     let history = HistoryRepository::new(client, HISTORY_TABLE);
     assert_eq!(run_sample_batch(&history).await, SEQUENCE_NUMBERS);
     assert_eq!(unreadable.num_calls(), 1);
+    // And what was written is written again without emails: forgetting is the safe side.
+    assert_eq!(written.num_calls(), 2);
+}
+
+/// A client whose history calls are logged in order: `write <sort keys>`, `query`, `check`.
+fn logged_history(fail_writes: bool) -> (HistoryRepository, Arc<Mutex<Vec<String>>>) {
+    let log: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (writes, queries, checks) = (Arc::clone(&log), Arc::clone(&log), Arc::clone(&log));
+    let write = mock!(Client::batch_write_item).then_compute_response(move |input| {
+        let keys: Vec<String> = input.request_items().unwrap()[HISTORY_TABLE]
+            .iter()
+            .map(|put| {
+                let key = put.put_request().unwrap().item()["sequenceNumber"].as_s().unwrap();
+                key.trim_start_matches('0').to_owned()
+            })
+            .collect();
+        writes.lock().unwrap().push(format!("write {}", keys.join(" ")));
+        if fail_writes {
+            aws_smithy_mocks::MockResponse::Error(
+                aws_sdk_dynamodb::operation::batch_write_item::BatchWriteItemError::ResourceNotFoundException(
+                    aws_sdk_dynamodb::types::error::ResourceNotFoundException::builder().build(),
+                ),
+            )
+        } else {
+            aws_smithy_mocks::MockResponse::Output(BatchWriteItemOutput::builder().build())
+        }
+    });
+    let query = mock!(Client::query).then_compute_output(move |_| {
+        queries.lock().unwrap().push("query".into());
+        aws_sdk_dynamodb::operation::query::QueryOutput::builder().build()
+    });
+    let check = mock!(Client::batch_get_item).then_compute_output(move |_| {
+        checks.lock().unwrap().push("check".into());
+        aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemOutput::builder().build()
+    });
+    let client: Client = mock_client!(
+        aws_sdk_dynamodb,
+        RuleMode::MatchAny,
+        [&write, &query, &check]
+    );
+    (HistoryRepository::new(client, HISTORY_TABLE), log)
+}
+
+/// events/stream.json as it is: INSERT, MODIFY and REMOVE of one user.
+async fn run_deleting_batch(history: &HistoryRepository) -> Vec<String> {
+    let json = std::fs::read_to_string(event_path("stream.json")).unwrap();
+    let batch: StreamBatch = serde_json::from_str(&json).unwrap();
+    let response = user_stream::handle(history, LambdaEvent::new(batch, Context::default()))
+        .await
+        .unwrap();
+    response
+        .batch_item_failures
+        .into_iter()
+        .map(|failure| failure.item_identifier.unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_deleted_users_marker_is_written_before_its_entries_are_read_and_its_records_after() {
+    // The order the erasure's correctness rests on: marker, then the read of what to erase,
+    // then this batch's entries (written without emails, so no check is needed).
+    let (history, log) = logged_history(false);
+    assert_eq!(run_deleting_batch(&history).await, Vec::<String>::new());
+    let numbers: Vec<String> = SEQUENCE_NUMBERS.iter().map(|n| n.to_string()).collect();
+    assert_eq!(
+        *log.lock().unwrap(),
+        [
+            "write ~erased".to_owned(),
+            "query".into(),
+            format!("write {}", numbers.join(" "))
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_remove_whose_erasure_fails_reports_every_record_of_its_user_and_writes_none() {
+    let (history, log) = logged_history(true);
+    assert_eq!(run_deleting_batch(&history).await, SEQUENCE_NUMBERS);
+    // Only the marker was tried: none of the user's entries was written.
+    assert_eq!(*log.lock().unwrap(), ["write ~erased"]);
 }

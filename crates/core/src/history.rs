@@ -110,8 +110,8 @@ impl HistoryEntry {
     }
 }
 
-/// The key of a user's erasure marker.
-fn marker_key(user_id: UserId) -> HashMap<String, AttributeValue> {
+/// The key of a user's erasure marker (also the whole marker item).
+pub(crate) fn marker_key(user_id: UserId) -> HashMap<String, AttributeValue> {
     HashMap::from([
         (
             table::HISTORY_USER_ID.to_owned(),
@@ -283,33 +283,50 @@ impl HistoryRepository {
             outcomes[i] = outcome;
         }
 
-        // Late or replayed records of users erased already: erase what was just written.
-        let written: Vec<UserId> = distinct(
+        // Late or replayed records of users erased already: erase what was just written. Every
+        // entry attempted counts, written or not: a write DynamoDB applied but did not confirm
+        // must not keep an address either.
+        let attempted: Vec<UserId> = distinct(
             entries
                 .iter()
-                .zip(&outcomes)
-                .filter(|(entry, outcome)| outcome.is_ok() && entry.holds_email())
-                .map(|(entry, _)| entry.user_id),
+                .filter(|entry| entry.holds_email() && !not_erased.contains_key(&entry.user_id))
+                .map(|entry| entry.user_id),
         );
-        match deadline.bound(self.erased_among(&written)).await {
-            Ok(erased) if erased.is_empty() => {}
-            Ok(erased) => {
-                let again: Vec<usize> = (0..entries.len())
-                    .filter(|&i| outcomes[i].is_ok() && erased.contains(&entries[i].user_id))
-                    .collect();
-                let stripped: Vec<HistoryEntry> =
-                    again.iter().map(|&i| entries[i].clone().erased()).collect();
-                let rewritten = self.write_entries(&stripped, deadline).await;
-                for (i, outcome) in again.into_iter().zip(rewritten) {
-                    outcomes[i] = outcome;
-                }
+        let check = deadline.bound(self.erased_among(&attempted)).await;
+        let (again, check_error): (Vec<usize>, Option<Arc<Error>>) = match check {
+            Ok(erased) => (
+                (0..entries.len())
+                    .filter(|&i| entries[i].holds_email() && erased.contains(&entries[i].user_id))
+                    .collect(),
+                None,
+            ),
+            // Unknown whether a user was deleted meanwhile: write the entries without emails
+            // (forgetting is the safe side; the records are reported, and their retry writes
+            // them whole again once the check works), and count none as recorded.
+            Err(error) => (
+                (0..entries.len())
+                    .filter(|&i| {
+                        entries[i].holds_email() && attempted.contains(&entries[i].user_id)
+                    })
+                    .collect(),
+                Some(Arc::new(error)),
+            ),
+        };
+        if !again.is_empty() {
+            let stripped: Vec<HistoryEntry> =
+                again.iter().map(|&i| entries[i].clone().erased()).collect();
+            let rewritten = self.write_entries(&stripped, deadline).await;
+            for (&i, outcome) in again.iter().zip(rewritten) {
+                outcomes[i] = match (&check_error, outcome) {
+                    (Some(error), _) => Err(Arc::clone(error)),
+                    (None, outcome) => outcome,
+                };
             }
-            Err(error) => {
-                let error = Arc::new(error);
-                for (entry, outcome) in entries.iter().zip(outcomes.iter_mut()) {
-                    if outcome.is_ok() && written.contains(&entry.user_id) {
-                        *outcome = Err(Arc::clone(&error));
-                    }
+        }
+        if let Some(error) = check_error {
+            for (entry, outcome) in entries.iter().zip(outcomes.iter_mut()) {
+                if attempted.contains(&entry.user_id) {
+                    *outcome = Err(Arc::clone(&error));
                 }
             }
         }
@@ -330,7 +347,7 @@ impl HistoryRepository {
         }];
         self.write_chunk(marker, &mut written).await?;
         let holding: Vec<HistoryEntry> = self
-            .entries_for(user_id)
+            .all_entries(user_id, true)
             .await?
             .into_iter()
             .filter(HistoryEntry::holds_email)
@@ -522,7 +539,37 @@ impl HistoryRepository {
 
     /// Up to `limit` recorded changes of one user, oldest first, after `after` (from the start
     /// when `None`). Strongly consistent, so a change the stream function has recorded is seen.
+    /// Once the user is deleted (its erasure marker exists, which the delete itself writes),
+    /// the entries come without emails, even before the stream function has erased them.
     pub async fn page(
+        &self,
+        user_id: UserId,
+        limit: usize,
+        after: Option<&HistoryCursor>,
+    ) -> Result<HistoryPage, Error> {
+        let mut page = self.stored_page(user_id, limit, after).await?;
+        if page.entries.iter().any(HistoryEntry::holds_email) && self.is_erased(user_id).await? {
+            page.entries = page.entries.into_iter().map(HistoryEntry::erased).collect();
+        }
+        Ok(page)
+    }
+
+    /// Whether a user's erasure marker exists (strongly consistent).
+    async fn is_erased(&self, user_id: UserId) -> Result<bool, Error> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(marker_key(user_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(Error::from_sdk)?;
+        Ok(output.item.is_some())
+    }
+
+    /// A page as stored, emails and all.
+    async fn stored_page(
         &self,
         user_id: UserId,
         limit: usize,
@@ -568,12 +615,25 @@ impl HistoryRepository {
         Ok(HistoryPage { entries, next })
     }
 
-    /// Every recorded change of one user, oldest first.
+    /// Every recorded change of one user, oldest first, as [`Self::page`] gives them.
     pub async fn entries_for(&self, user_id: UserId) -> Result<Vec<HistoryEntry>, Error> {
+        self.all_entries(user_id, false).await
+    }
+
+    /// Every entry of a user, as stored or as `page` answers.
+    async fn all_entries(
+        &self,
+        user_id: UserId,
+        as_stored: bool,
+    ) -> Result<Vec<HistoryEntry>, Error> {
         let mut entries = Vec::new();
         let mut after = None;
         loop {
-            let page = self.page(user_id, 100, after.as_ref()).await?;
+            let page = if as_stored {
+                self.stored_page(user_id, 100, after.as_ref()).await?
+            } else {
+                self.page(user_id, 100, after.as_ref()).await?
+            };
             entries.extend(page.entries);
             match page.next {
                 Some(next) => after = Some(next),

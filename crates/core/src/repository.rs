@@ -47,6 +47,8 @@ enum Step {
     UpdateEmail,
     /// Checks that another user still holds the user's email, instead of releasing it.
     LeaveForeignClaim,
+    /// Leaves the deleted user's erasure marker in the history table.
+    MarkErased,
 }
 
 /// How a transaction ended when DynamoDB answered it.
@@ -114,11 +116,25 @@ impl Cancellation {
 pub struct UserRepository {
     client: Client,
     tables: TableNames,
+    /// The history table, where a delete leaves the user's erasure marker.
+    erasure_markers: Option<String>,
 }
 
 impl UserRepository {
     pub fn new(client: Client, tables: TableNames) -> Self {
-        Self { client, tables }
+        Self {
+            client,
+            tables,
+            erasure_markers: None,
+        }
+    }
+
+    /// Deletes also write the user's erasure marker into this history table, in the same
+    /// transaction: from the moment a delete succeeds, the history answers without the user's
+    /// emails and no stream record can write one back (see [`crate::HistoryRepository`]).
+    pub fn with_erasure_markers(mut self, history_table: impl Into<String>) -> Self {
+        self.erasure_markers = Some(history_table.into());
+        self
     }
 
     /// Stores a new user and claims its email in one transaction.
@@ -172,6 +188,16 @@ impl UserRepository {
                 TransactWriteItem::builder().delete(delete_user).build(),
             )];
             steps.extend(self.let_go_of_email(&user, foreign_claim.as_ref())?);
+            if let Some(history) = &self.erasure_markers {
+                let marker = Put::builder()
+                    .table_name(history)
+                    .set_item(Some(crate::history::marker_key(id)))
+                    .build()?;
+                steps.push((
+                    Step::MarkErased,
+                    TransactWriteItem::builder().put(marker).build(),
+                ));
+            }
             match self.transact(steps).await? {
                 Transaction::Committed => return Ok(user),
                 // Changed or deleted since we read it: read again and decide again.
