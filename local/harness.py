@@ -23,13 +23,17 @@ class StackFailed(AssertionError):
 
 
 class RunningStack:
-    def __init__(self, log_path: Path, port: int, dynamodb_port: int, log_format: str = "text"):
+    def __init__(self, log_path: Path, port: int, dynamodb_port: int, log_format: str = "text",
+                 issuer_port: int | None = None):
+        """With `issuer_port`, the stack requires tokens (`--auth`) from a local issuer there."""
         self.port, self.dynamodb_port, self.log_path = port, dynamodb_port, log_path
+        self.issuer_port = issuer_port
+        auth = ["--auth", "--issuer-port", str(issuer_port)] if issuer_port else []
         self.url = f"http://127.0.0.1:{port}"
         self._log = log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "local.stack", "--port", str(port), "--dynamodb-port", str(dynamodb_port),
-             "--log-format", log_format],
+             "--log-format", log_format, *auth],
             cwd=ROOT,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -57,10 +61,13 @@ class RunningStack:
     def post(self, path: str, body) -> tuple[int, dict]:
         return self.call("POST", path, body)
 
-    def call(self, method: str, path: str, body=None) -> tuple[int, dict]:
-        """An API request (a JSON body unless `body` is None or bytes); its status and JSON answer."""
+    def call(self, method: str, path: str, body=None, token: str | None = None) -> tuple[int, dict]:
+        """An API request (a JSON body unless `body` is None or bytes), with a bearer token if
+        given; its status and JSON answer."""
         data = None if body is None else body if isinstance(body, bytes) else json.dumps(body).encode()
         headers = {} if data is None else {"Content-Type": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
         request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=30) as response:

@@ -79,10 +79,12 @@ def routes_from(events_by_function: dict[LocalFunction, dict[str, dict]]) -> lis
 
 
 class HttpApi:
-    """A ThreadingHTTPServer in front of the functions."""
+    """A ThreadingHTTPServer in front of the functions, with the API's JWT authorizer if it
+    has one (anything with `check(route_key, authorization)`, see local.jwt_authorizer)."""
 
-    def __init__(self, routes: list[Route], host: str, port: int, log: Log):
+    def __init__(self, routes: list[Route], host: str, port: int, log: Log, authorizer=None):
         self.routes = routes
+        self.authorizer = authorizer
         self._log = log
         try:
             self._server = ThreadingHTTPServer((host, port), self._handler_class())
@@ -145,7 +147,14 @@ class HttpApi:
                     api._log.line("api", f"{self.command} {url.path} -> 404 (no route)")
                     return self._message(404, "Not Found")
                 route, params = found
+                authorized = api.authorizer.check(route.key, self.headers.get("Authorization")) if api.authorizer else None
+                if isinstance(authorized, tuple):  # API Gateway answers; the function is not called
+                    status, answer = authorized
+                    api._log.line("api", f"{self.command} {url.path} -> {status} (authorizer)")
+                    return self._message(status, answer["message"])
                 event = self._event(route, params, url, body)
+                if authorized:
+                    event["requestContext"]["authorizer"] = authorized
                 outcome = route.function.invoke(event)
                 if not outcome.ok:
                     status = 503 if outcome.error.get("errorType") == "Sandbox.Timedout" else 500

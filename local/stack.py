@@ -26,6 +26,7 @@ from pathlib import Path
 
 from .esm import BatchProcessor, Discarded, StreamPoller, StreamSettings, as_json
 from .httpapi import HttpApi, routes_from
+from .jwt_authorizer import DEFAULT_ISSUER_PORT, LOCAL_AUDIENCE, JwtAuthorizer, LocalIssuer, route_scopes
 from .moto import MotoServer
 from .processes import Log
 from .runtime import LocalFunction, Outcome
@@ -41,7 +42,7 @@ DEFAULT_CONCURRENCY = 4
 
 class Stack:
     def __init__(self, template: Template, port: int, dynamodb_port: int, binaries: Path, log: Log, log_format: str = "template",
-                 concurrency: int = DEFAULT_CONCURRENCY):
+                 concurrency: int = DEFAULT_CONCURRENCY, issuer_port: int | None = None):
         self.template = template
         self.log = log
         self.moto = MotoServer(port=dynamodb_port, log=STATE / "moto.log")
@@ -49,6 +50,8 @@ class Stack:
         self._binaries = binaries
         self._log_format = log_format
         self._concurrency = concurrency
+        # With an issuer port, the API requires tokens as the deployed one does with JwtIssuer.
+        self.issuer = LocalIssuer(issuer_port) if issuer_port else None
         self.functions: dict[str, LocalFunction] = {}
         self.api: HttpApi | None = None
         self.mappings = StreamMappings(self.moto, log)
@@ -78,8 +81,15 @@ class Stack:
             function.start()
             self.functions[spec.name] = function
 
+        authorizer = None
+        if self.issuer:
+            self.issuer.start()
+            scopes = route_scopes(self.template.resources["UsersApi"]["Properties"].get("DefinitionBody", {}))
+            authorizer = JwtAuthorizer(self.issuer.url, LOCAL_AUDIENCE, self.issuer.jwks_url, scopes)
+            self.log.line("stack", f"JWT authorizer on: issuer {self.issuer.url}, audience {LOCAL_AUDIENCE}, "
+                                   f"{len(scopes)} route(s) need a token")
         events = {self.functions[s.name]: s.events for s in specs}
-        self.api = HttpApi(routes_from(events), "127.0.0.1", self._port, self.log)
+        self.api = HttpApi(routes_from(events), "127.0.0.1", self._port, self.log, authorizer)
         self.api.start()
 
         for spec in specs:
@@ -89,6 +99,8 @@ class Stack:
         self.mappings.stop()
         if self.api:
             self.api.stop()
+        if self.issuer:
+            self.issuer.stop()
         for function in self.functions.values():
             function.stop()
         self.moto.stop()
@@ -191,16 +203,24 @@ def banner(stack: Stack) -> str:
     url = stack.api.url
     endpoint = "" if stack.moto.port == 8000 else f" --endpoint {stack.moto.endpoint}"
     routes = "\n".join(f"  {route.key:<24} -> {route.function.tag}" for route in stack.api.routes)
+    auth, bearer = "", ""
+    if stack.issuer:
+        port = "" if stack.issuer.port == DEFAULT_ISSUER_PORT else f" --issuer-port {stack.issuer.port}"
+        auth = f"""
+Every route needs a token (reads users/read, writes users/write), as with the template's JwtIssuer:
+  TOKEN=$(.venv/bin/python -m local.jwt_authorizer token{port} --scope users/read users/write --sub alice)
+"""
+        bearer = ' -H "Authorization: Bearer $TOKEN"'
     return f"""
 Users API running at {url}
 {routes}
-
+{auth}
 Try the lesson:
-  curl -s -X POST -d '{{"email": "test@test.com"}}' -H "Content-Type: application/json" {url}/create
-  curl -s {url}/users/<id from create>
-  curl -s -X PATCH -d '{{"email": "renamed@test.com"}}' -H "Content-Type: application/json" {url}/users/<id>
-  curl -s -X POST -d '{{"id": "<id>"}}' -H "Content-Type: application/json" {url}/delete
-  curl -s {url}/users/<id>/history
+  curl -s -X POST -d '{{"email": "test@test.com"}}' -H "Content-Type: application/json"{bearer} {url}/create
+  curl -s{bearer} {url}/users/<id from create>
+  curl -s -X PATCH -d '{{"email": "renamed@test.com"}}' -H "Content-Type: application/json"{bearer} {url}/users/<id>
+  curl -s -X POST -d '{{"id": "<id>"}}' -H "Content-Type: application/json"{bearer} {url}/delete
+  curl -s{bearer} {url}/users/<id>/history
 
 DynamoDB endpoint: {stack.moto.endpoint} (any credentials, region us-east-1). Look at the data:
   .venv/bin/python -m local.show{endpoint} users            (also: emails, stream, history <id>)
@@ -221,6 +241,11 @@ def main(argv: list[str] | None = None) -> int:
         help="function logs as the template's LoggingConfig says (default: JSON, as on AWS), or text to read in a terminal",
     )
     parser.add_argument(
+        "--auth", action="store_true",
+        help="require tokens as API Gateway's JWT authorizer does, from a local issuer (print one with: python -m local.jwt_authorizer token)",
+    )
+    parser.add_argument("--issuer-port", type=int, default=DEFAULT_ISSUER_PORT, help=f"the local issuer's port, with --auth (default {DEFAULT_ISSUER_PORT})")
+    parser.add_argument(
         "--concurrency", type=int, default=DEFAULT_CONCURRENCY,
         help=f"execution environments (processes) per function at most, as Lambda scales out (default {DEFAULT_CONCURRENCY}); 1 serialises every function",
     )
@@ -235,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda signum, _frame: received.append(signum))
 
-    stack = Stack(Template.load(), args.port, args.dynamodb_port, args.binaries, log, args.log_format, args.concurrency)
+    stack = Stack(Template.load(), args.port, args.dynamodb_port, args.binaries, log, args.log_format, args.concurrency,
+                  args.issuer_port if args.auth else None)
     try:
         try:
             stack.start()

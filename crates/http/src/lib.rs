@@ -8,7 +8,7 @@ mod response;
 
 pub use error::{ApiError, RequestError};
 pub use request::{
-    MAX_BODY_BYTES, deadline_of, json_object_body, only_string_field, path_parameter,
-    query_parameter, require_method,
+    MAX_BODY_BYTES, caller, deadline_of, json_object_body, log_caller, only_string_field,
+    path_parameter, query_parameter, require_method,
 };
 pub use response::{error_response, respond};

@@ -2,6 +2,7 @@
 
 use crate::error::RequestError;
 use lambda_http::http::Method;
+use lambda_http::request::RequestContext;
 use lambda_http::{Request, RequestExt};
 use serde_json::{Map, Value};
 use users_core::Deadline;
@@ -38,6 +39,31 @@ pub fn query_parameter(request: &Request, name: &str) -> Option<String> {
         .query_string_parameters_ref()
         .and_then(|parameters| parameters.first(name))
         .map(str::to_owned)
+}
+
+/// Who is calling: the `sub` claim of the token API Gateway's JWT authorizer checked (the
+/// claims arrive in `requestContext.authorizer.jwt`), or `None` when the API is open. For logs:
+/// the token itself is never read here, so it can never be logged.
+pub fn caller(request: &Request) -> Option<String> {
+    match request.request_context_ref()? {
+        RequestContext::ApiGatewayV2(context) => context
+            .authorizer
+            .as_ref()?
+            .jwt
+            .as_ref()?
+            .claims
+            .get("sub")
+            .cloned(),
+        _ => None,
+    }
+}
+
+/// Logs who is calling, when the API's authorizer says ([`caller`]): the subject, never the
+/// token or any other claim.
+pub fn log_caller(request: &Request) {
+    if let Some(sub) = caller(request) {
+        tracing::info!(caller = %sub, "authorized caller");
+    }
 }
 
 /// When the invocation serving a request must have answered: Lambda's deadline, which the runtime
@@ -97,6 +123,33 @@ mod tests {
         let mut request = Request::new(Body::Text(body.to_owned()));
         *request.method_mut() = Method::POST;
         request
+    }
+
+    /// An HTTP API v2 event as API Gateway sends it, with `authorizer` as its request context's.
+    fn event_with_authorizer(authorizer: serde_json::Value) -> Request {
+        let event = serde_json::json!({
+            "version": "2.0", "routeKey": "GET /users/{id}", "rawPath": "/users/x", "rawQueryString": "",
+            "headers": {}, "isBase64Encoded": false,
+            "requestContext": {
+                "accountId": "123456789012", "apiId": "api", "domainName": "api.example.com",
+                "domainPrefix": "api", "requestId": "r", "routeKey": "GET /users/{id}",
+                "stage": "$default", "time": "27/Nov/2026:21:00:00 +0000", "timeEpoch": 1_795_813_200_000_i64,
+                "http": {"method": "GET", "path": "/users/x", "protocol": "HTTP/1.1",
+                         "sourceIp": "127.0.0.1", "userAgent": "test"},
+                "authorizer": authorizer,
+            },
+        });
+        lambda_http::request::from_str(&event.to_string()).unwrap()
+    }
+
+    #[test]
+    fn the_caller_is_the_tokens_subject_when_the_authorizer_passed_one() {
+        let authorized = event_with_authorizer(serde_json::json!({
+            "jwt": {"claims": {"sub": "alice", "scope": "users/read"}, "scopes": ["users/read"]}
+        }));
+        assert_eq!(caller(&authorized).as_deref(), Some("alice"));
+        assert_eq!(caller(&event_with_authorizer(serde_json::json!({}))), None);
+        assert_eq!(caller(&post("{}")), None);
     }
 
     #[test]

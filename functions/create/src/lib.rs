@@ -25,6 +25,7 @@ async fn create_user(
     request: &Request,
 ) -> Result<User, ApiError> {
     users_http::require_method(request, Method::POST)?;
+    users_http::log_caller(request);
     let fields = users_http::json_object_body(request)?;
     let email = Email::parse(&users_http::only_string_field(fields, "email")?)?;
     let user = User::register(email, clock());

@@ -19,6 +19,7 @@ pub async fn handle(
 
 async fn delete_user(users: &UserRepository, request: &Request) -> Result<User, ApiError> {
     users_http::require_method(request, Method::POST)?;
+    users_http::log_caller(request);
     let fields = users_http::json_object_body(request)?;
     let id = UserId::parse(&users_http::only_string_field(fields, "id")?)?;
     let user = users_http::deadline_of(request)

@@ -19,6 +19,7 @@ pub async fn handle(
 
 async fn get_user(users: &UserRepository, request: &Request) -> Result<User, ApiError> {
     users_http::require_method(request, Method::GET)?;
+    users_http::log_caller(request);
     let id = UserId::parse(&users_http::path_parameter(request, "id")?)?;
     let user = users_http::deadline_of(request)
         .bound(users.get(id))

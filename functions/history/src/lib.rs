@@ -75,6 +75,7 @@ async fn user_history(
     request: &Request,
 ) -> Result<HistoryPageBody, ApiError> {
     users_http::require_method(request, Method::GET)?;
+    users_http::log_caller(request);
     let id = UserId::parse(&users_http::path_parameter(request, "id")?)?;
     let limit = match users_http::query_parameter(request, "limit") {
         None => DEFAULT_LIMIT,

@@ -20,6 +20,7 @@ pub async fn handle(
 
 async fn update_user(users: &UserRepository, request: &Request) -> Result<User, ApiError> {
     users_http::require_method(request, Method::PATCH)?;
+    users_http::log_caller(request);
     let id = UserId::parse(&users_http::path_parameter(request, "id")?)?;
     let fields = users_http::json_object_body(request)?;
     let email = Email::parse(&users_http::only_string_field(fields, "email")?)?;
