@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import threading
 import time
@@ -110,11 +111,16 @@ def _load_or_create_key(directory: Path) -> tuple[rsa.RSAPrivateKey, str]:
         return key, kid_file.read_text().strip()
     directory.mkdir(parents=True, exist_ok=True)
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    key_file.chmod(0o600)
     kid = uuid.uuid4().hex
-    kid_file.write_text(kid)
+    # Written readable by its owner only from the start, and put in place whole (kid first, so a
+    # reader that finds the key finds its kid).
+    for path, content in ((kid_file, kid.encode()), (key_file, key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))):
+        partial = path.with_suffix(f".{uuid.uuid4().hex}.tmp")
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as out:
+            out.write(content)
+        os.replace(partial, path)
     return key, kid
 
 
@@ -147,21 +153,35 @@ class JwtAuthorizer:
                 token, key.key, algorithms=["RS256"], issuer=self.issuer,
                 options={"require": ["exp", "iss"], "verify_aud": False},
             )
-        except (jwt.PyJWTError, jwt.PyJWKClientError, ValueError):
+        except (jwt.PyJWTError, jwt.PyJWKClientError, ValueError, TypeError):
             return UNAUTHORIZED
-        audiences = claims.get("aud")
-        audiences = [audiences] if isinstance(audiences, str) else list(audiences or [])
-        if self.audience not in audiences and claims.get("client_id") != self.audience:
+        # API Gateway's rule: `aud` must name the audience; only a token without `aud` may name
+        # it in `client_id` instead (as Cognito's access tokens do).
+        if "aud" in claims:
+            audiences = claims["aud"]
+            audiences = [audiences] if isinstance(audiences, str) else audiences
+            if not isinstance(audiences, list) or self.audience not in audiences:
+                return UNAUTHORIZED
+        elif claims.get("client_id") != self.audience:
             return UNAUTHORIZED
         granted = _scopes(claims)
-        if not set(self.route_scopes[route_key]) & set(granted):
+        if granted is None:
+            return UNAUTHORIZED
+        needed = self.route_scopes[route_key]
+        if needed and not set(needed) & set(granted):  # a route without scopes takes any valid token
             return FORBIDDEN
         return {"jwt": {"claims": {name: _claim_text(value) for name, value in claims.items()}, "scopes": granted}}
 
 
-def _scopes(claims: dict) -> list[str]:
+def _scopes(claims: dict) -> list[str] | None:
+    """The token's scopes from `scope` (space-separated) or `scp` (a list or a string); None
+    when the claim is there but of no such shape."""
     scopes = claims.get("scope", claims.get("scp", []))
-    return scopes.split() if isinstance(scopes, str) else [str(s) for s in scopes]
+    if isinstance(scopes, str):
+        return scopes.split()
+    if isinstance(scopes, list) and all(isinstance(s, str) for s in scopes):
+        return scopes
+    return None
 
 
 def _claim_text(value: Any) -> str:
@@ -169,8 +189,10 @@ def _claim_text(value: Any) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, list):
-        return "[" + " ".join(str(v) for v in value) + "]"
-    return json.dumps(value) if isinstance(value, dict) else str(value)
+        return "[" + " ".join(_claim_text(v) for v in value) + "]"
+    if isinstance(value, (bool, dict)) or value is None:
+        return json.dumps(value)
+    return str(value)
 
 
 def route_scopes(definition_body: dict) -> dict[str, list[str]]:

@@ -52,6 +52,8 @@ def test_every_bad_token_is_a_401_and_the_function_is_not_called(stack, tmp_path
         "wrong issuer": issuer.issue(scopes=["users/write"], issuer="https://issuer.example.com"),
         "wrong audience": issuer.issue(scopes=["users/write"], audience="someone-else"),
         "no audience": issuer.issue(scopes=["users/write"], audience=None),
+        "other audience, our client_id": issuer.issue(scopes=["users/write"], audience="someone-else",
+                                                      client_id=LOCAL_AUDIENCE),
     }
     before = stack.output().count("[create-user]")
     for case, token in bad.items():

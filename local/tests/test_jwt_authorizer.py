@@ -43,6 +43,11 @@ def test_bad_tokens_are_401(issuer, authorizer, tmp_path):
         "other issuer": "Bearer " + issuer.issue(scopes=["users/write"], issuer="https://elsewhere"),
         "other audience": "Bearer " + issuer.issue(scopes=["users/write"], audience="another-api"),
         "no exp": "Bearer " + issuer.issue(scopes=["users/write"], exp=None),
+        # client_id counts only when there is no aud (API Gateway's rule)
+        "other aud, right client_id": "Bearer " + issuer.issue(scopes=["users/write"], audience="another-api",
+                                                               client_id="users-api-local"),
+        "scope of no shape": "Bearer " + issuer.issue(scope=5),
+        "aud of no shape": "Bearer " + issuer.issue(scopes=["users/write"], audience=None, aud=5),
     }.items():
         assert authorizer.check("POST /create", header) == UNAUTHORIZED, case
 
@@ -64,7 +69,14 @@ def test_a_good_token_passes_its_claims_as_api_gateway_does(issuer, authorizer):
     assert authorizer.check("GET /users/{id}", service)["jwt"]["scopes"] == ["users/read"]
 
 
+def test_a_route_without_scopes_takes_any_valid_token(issuer):
+    open_route = JwtAuthorizer(issuer.url, "users-api-local", issuer.jwks_url, {"GET /ping": []})
+    assert open_route.check("GET /ping", issuer.issue(scopes=[]))["jwt"]["claims"]["sub"] == "local-user"
+    assert open_route.check("GET /ping", None) == UNAUTHORIZED
+
+
 def test_claims_are_strings_as_api_gateway_passes_them():
+    assert _claim_text(True) == "true"
     assert _claim_text(1700000000) == "1700000000"
     assert _claim_text(["a", "b"]) == "[a b]"
     assert _claim_text("x") == "x"
