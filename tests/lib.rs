@@ -235,6 +235,22 @@ impl Local {
     }
 }
 
+impl Local {
+    /// The users stream's records of these users so far, in stream order, as Lambda delivers them.
+    pub async fn stream_records_of(&self, ids: &[UserId]) -> Vec<Value> {
+        let ids: Vec<String> = ids.iter().map(UserId::to_string).collect();
+        self.users_stream_records()
+            .await
+            .into_iter()
+            .filter(|record| {
+                record["dynamodb"]["Keys"]["id"]["S"]
+                    .as_str()
+                    .is_some_and(|id| ids.iter().any(|ours| ours == id))
+            })
+            .collect()
+    }
+}
+
 /// A record from the Streams API in the shape Lambda delivers it. Lambda sends whole seconds
 /// for ApproximateCreationDateTime (moto has fractions) and always adds eventSourceARN.
 pub fn lambda_record(record: &Record, stream_arn: &str) -> Value {

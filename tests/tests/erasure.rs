@@ -80,12 +80,7 @@ async fn created_renamed_deleted_by(
         delete(&users, &json!({ "id": id }).to_string()).await.0,
         200
     );
-    let records: Vec<Value> = local
-        .users_stream_records()
-        .await
-        .into_iter()
-        .filter(|record| record["dynamodb"]["Keys"]["id"]["S"] == json!(id.to_string()))
-        .collect();
+    let records = local.stream_records_of(&[id]).await;
     let names: Vec<&str> = records
         .iter()
         .map(|r| r["eventName"].as_str().unwrap())
@@ -193,12 +188,7 @@ async fn the_history_answers_without_emails_as_soon_as_the_delete_answers() {
     let (status, user) = create(&users, &json!({ "email": email }).to_string()).await;
     assert_eq!(status, 201);
     let id = UserId::parse(user["id"].as_str().unwrap()).unwrap();
-    let records: Vec<Value> = local
-        .users_stream_records()
-        .await
-        .into_iter()
-        .filter(|record| record["dynamodb"]["Keys"]["id"]["S"] == json!(id.to_string()))
-        .collect();
+    let records = local.stream_records_of(&[id]).await;
     run_stream(&local, records).await;
     let request = user_route_request("GET", "/users/{id}/history", &id.to_string(), &[], None);
     let before = status_and_json(

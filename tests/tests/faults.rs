@@ -283,6 +283,18 @@ fn history_on(
     (HistoryRepository::new(client, HISTORY_TABLE), sent, rule)
 }
 
+/// The sequence numbers the stream function reports for a batch.
+async fn failures_of(history: &HistoryRepository, batch: StreamBatch) -> Vec<String> {
+    let response = user_stream::handle(history, LambdaEvent::new(batch, Context::default()))
+        .await
+        .unwrap();
+    response
+        .batch_item_failures
+        .into_iter()
+        .map(|failure| failure.item_identifier.unwrap())
+        .collect()
+}
+
 /// events/stream.json's user created and changed twice (its INSERT, its MODIFY, and that
 /// MODIFY again as the third record): changes of a user who still exists, so that only
 /// BatchWriteItem (and the erasure check) is asked.
@@ -293,14 +305,7 @@ async fn run_sample_batch(history: &HistoryRepository) -> Vec<String> {
     third["dynamodb"]["SequenceNumber"] = json!(SEQUENCE_NUMBERS[2]);
     third["eventID"] = json!("00000000000000000000000000000003");
     batch.records[2] = third;
-    let response = user_stream::handle(history, LambdaEvent::new(batch, Context::default()))
-        .await
-        .unwrap();
-    response
-        .batch_item_failures
-        .into_iter()
-        .map(|failure| failure.item_identifier.unwrap())
-        .collect()
+    failures_of(history, batch).await
 }
 
 const SEQUENCE_NUMBERS: [&str; 3] = [
@@ -490,14 +495,7 @@ fn logged_history(fail_writes: bool) -> (HistoryRepository, Arc<Mutex<Vec<String
 async fn run_deleting_batch(history: &HistoryRepository) -> Vec<String> {
     let json = std::fs::read_to_string(event_path("stream.json")).unwrap();
     let batch: StreamBatch = serde_json::from_str(&json).unwrap();
-    let response = user_stream::handle(history, LambdaEvent::new(batch, Context::default()))
-        .await
-        .unwrap();
-    response
-        .batch_item_failures
-        .into_iter()
-        .map(|failure| failure.item_identifier.unwrap())
-        .collect()
+    failures_of(history, batch).await
 }
 
 #[tokio::test]

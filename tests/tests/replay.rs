@@ -6,20 +6,6 @@ use replay_failures::{Replay, Verdict};
 use serde_json::{Value, json};
 use users_core::{User, UserId};
 
-/// The records of these users in the users stream, as Lambda delivers them.
-async fn records_of(local: &Local, users: &[&User]) -> Vec<Value> {
-    let ids: Vec<String> = users.iter().map(|user| user.id.to_string()).collect();
-    local
-        .users_stream_records()
-        .await
-        .into_iter()
-        .filter(|record| {
-            let key = record["dynamodb"]["Keys"]["id"]["S"].as_str();
-            ids.iter().any(|id| Some(id.as_str()) == key)
-        })
-        .collect()
-}
-
 /// A failure record as Lambda's S3 destination writes it.
 fn failure_record(records: &[Value]) -> Vec<u8> {
     let sequence = |record: &Value| record["dynamodb"]["SequenceNumber"].clone();
@@ -99,7 +85,7 @@ async fn a_kept_batch_is_recorded_once_and_deleted_and_a_second_replay_changes_n
         delete(&users, &json!({"id": user.id}).to_string()).await.0,
         200
     );
-    let records = records_of(&local, &[&user]).await;
+    let records = local.stream_records_of(&[user.id]).await;
     assert_eq!(records.len(), 2);
     let prefix = unique_prefix("whole");
     let key = format!("{prefix}2026-11-27T21.00.00-1");
@@ -149,7 +135,7 @@ async fn a_partly_recorded_object_stays_with_the_records_that_still_fail_named()
     let local = Local::connect().await;
     let users = local.users();
     let user = registered_user(&users, &unique_email("partial")).await;
-    let mut records = records_of(&local, &[&user]).await;
+    let mut records = local.stream_records_of(&[user.id]).await;
     // A poison record beside the good one: its image is no user (no timestamp).
     let mut poison = records[0].clone();
     poison["dynamodb"]["SequenceNumber"] = json!("999999999999999999999999999999");
@@ -196,7 +182,7 @@ async fn objects_that_are_no_failure_record_are_reported_and_left_in_place() {
     let local = Local::connect().await;
     let users = local.users();
     let user = registered_user(&users, &unique_email("unreadable")).await;
-    let whole = failure_record(&records_of(&local, &[&user]).await);
+    let whole = failure_record(&local.stream_records_of(&[user.id]).await);
     let prefix = unique_prefix("bad");
     let bad: Vec<(String, Vec<u8>, &str)> = vec![
         (

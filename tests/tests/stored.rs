@@ -108,16 +108,7 @@ async fn a_user_whose_stored_email_todays_rule_rejects_can_be_read_changed_and_d
     assert_eq!(get(&users, b).await.0, 404);
 
     // AND the stream function records every change of both, images as stored
-    let ids = [a.to_string(), b.to_string()];
-    let records: Vec<Value> = local
-        .users_stream_records()
-        .await
-        .into_iter()
-        .filter(|record| {
-            let key = record["dynamodb"]["Keys"]["id"]["S"].as_str();
-            ids.iter().any(|id| Some(id.as_str()) == key)
-        })
-        .collect();
+    let records = local.stream_records_of(&[a, b]).await;
     assert_eq!(
         records.len(),
         4,

@@ -29,21 +29,6 @@ fn email_body(email: &str) -> String {
     json!({ "email": email }).to_string()
 }
 
-/// The stream records of these users so far, as Lambda would deliver them.
-async fn stream_records_of(local: &Local, ids: &[UserId]) -> Vec<Value> {
-    let ids: Vec<String> = ids.iter().map(UserId::to_string).collect();
-    local
-        .users_stream_records()
-        .await
-        .into_iter()
-        .filter(|record| {
-            record["dynamodb"]["Keys"]["id"]["S"]
-                .as_str()
-                .is_some_and(|id| ids.iter().any(|ours| ours == id))
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn a_user_is_read_back_as_created() {
     let local = Local::connect().await;
@@ -111,7 +96,8 @@ async fn a_patch_changes_the_email_and_frees_the_old_one() {
         (status, body),
         (200, serde_json::to_value(&changed).unwrap())
     );
-    let modifies = stream_records_of(&local, &[user.id])
+    let modifies = local
+        .stream_records_of(&[user.id])
         .await
         .iter()
         .filter(|record| record["eventName"] == "MODIFY")
@@ -246,7 +232,7 @@ async fn the_history_of_create_patch_delete_reads_back_in_order_a_page_at_a_time
     let id = user.id.to_string();
     assert_eq!(patch(&users, &id, &email_body(&second)).await.0, 200);
     assert_eq!(delete(&users, &json!({"id": id}).to_string()).await.0, 200);
-    let records = stream_records_of(&local, &[user.id]).await;
+    let records = local.stream_records_of(&[user.id]).await;
     let event = LambdaEvent::new(StreamBatch { records }, Context::default());
     let response = user_stream::handle(&recorded, event).await.unwrap();
     assert!(response.batch_item_failures.is_empty());
