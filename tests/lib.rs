@@ -251,6 +251,22 @@ impl Local {
     }
 }
 
+/// Runs the stream function on a batch as Lambda delivers it (no deadline); the sequence
+/// numbers it reports in `batchItemFailures`.
+pub async fn stream_failures(history: &HistoryRepository, records: Vec<Value>) -> Vec<String> {
+    let event = lambda_runtime::LambdaEvent::new(
+        user_stream::StreamBatch { records },
+        lambda_runtime::Context::default(),
+    );
+    user_stream::handle(history, event)
+        .await
+        .expect("the stream function answers")
+        .batch_item_failures
+        .into_iter()
+        .map(|failure| failure.item_identifier.unwrap_or_default())
+        .collect()
+}
+
 /// A record from the Streams API in the shape Lambda delivers it. Lambda sends whole seconds
 /// for ApproximateCreationDateTime (moto has fractions) and always adds eventSourceARN.
 pub fn lambda_record(record: &Record, stream_arn: &str) -> Value {

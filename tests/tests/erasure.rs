@@ -2,10 +2,10 @@
 //! and no API answer holds any address the user had, and no late retry or replay of its older
 //! records writes one back. Against the local DynamoDB API (moto), through the real handlers.
 
-use integration_tests::{Local, create, delete, status_and_json, unique_email, user_route_request};
-use lambda_runtime::{Context, LambdaEvent};
+use integration_tests::{
+    Local, create, delete, status_and_json, stream_failures, unique_email, user_route_request,
+};
 use serde_json::{Value, json};
-use user_stream::StreamBatch;
 use users_core::{Deadline, UserId, UserRepository};
 
 /// Every item of every table, as text: where an address would show if it were kept.
@@ -46,13 +46,8 @@ async fn every_answer_about(local: &Local, id: UserId) -> String {
 }
 
 async fn run_stream(local: &Local, records: Vec<Value>) {
-    let event = LambdaEvent::new(StreamBatch { records }, Context::default());
-    let response = user_stream::handle(&local.history(), event).await.unwrap();
-    assert!(
-        response.batch_item_failures.is_empty(),
-        "{:?}",
-        response.batch_item_failures
-    );
+    let failures = stream_failures(&local.history(), records).await;
+    assert!(failures.is_empty(), "{failures:?}");
 }
 
 /// A user created with one address, moved to a second, then deleted through the handlers; its

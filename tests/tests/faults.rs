@@ -11,8 +11,9 @@ use aws_sdk_dynamodb::operation::transact_write_items::{
 use aws_sdk_dynamodb::types::error::TransactionCanceledException;
 use aws_sdk_dynamodb::types::{AttributeValue, CancellationReason, WriteRequest};
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
-use integration_tests::{create, delete, event_path, status_and_json, user_route_request};
-use lambda_runtime::{Context, LambdaEvent};
+use integration_tests::{
+    create, delete, event_path, status_and_json, stream_failures, user_route_request,
+};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -283,18 +284,6 @@ fn history_on(
     (HistoryRepository::new(client, HISTORY_TABLE), sent, rule)
 }
 
-/// The sequence numbers the stream function reports for a batch.
-async fn failures_of(history: &HistoryRepository, batch: StreamBatch) -> Vec<String> {
-    let response = user_stream::handle(history, LambdaEvent::new(batch, Context::default()))
-        .await
-        .unwrap();
-    response
-        .batch_item_failures
-        .into_iter()
-        .map(|failure| failure.item_identifier.unwrap())
-        .collect()
-}
-
 /// events/stream.json's user created and changed twice (its INSERT, its MODIFY, and that
 /// MODIFY again as the third record): changes of a user who still exists, so that only
 /// BatchWriteItem (and the erasure check) is asked.
@@ -305,7 +294,7 @@ async fn run_sample_batch(history: &HistoryRepository) -> Vec<String> {
     third["dynamodb"]["SequenceNumber"] = json!(SEQUENCE_NUMBERS[2]);
     third["eventID"] = json!("00000000000000000000000000000003");
     batch.records[2] = third;
-    failures_of(history, batch).await
+    stream_failures(history, batch.records).await
 }
 
 const SEQUENCE_NUMBERS: [&str; 3] = [
@@ -495,7 +484,7 @@ fn logged_history(fail_writes: bool) -> (HistoryRepository, Arc<Mutex<Vec<String
 async fn run_deleting_batch(history: &HistoryRepository) -> Vec<String> {
     let json = std::fs::read_to_string(event_path("stream.json")).unwrap();
     let batch: StreamBatch = serde_json::from_str(&json).unwrap();
-    failures_of(history, batch).await
+    stream_failures(history, batch.records).await
 }
 
 #[tokio::test]

@@ -3,10 +3,10 @@
 //! still read, changed, deleted and recorded.
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use integration_tests::{Local, delete, status_and_json, unique_email, user_route_request};
-use lambda_runtime::{Context, LambdaEvent};
+use integration_tests::{
+    Local, delete, status_and_json, stream_failures, unique_email, user_route_request,
+};
 use serde_json::{Value, json};
-use user_stream::StreamBatch;
 use users_core::{UserId, UserRepository};
 
 /// Writes a user, and optionally a claim of its email for `claim_owner`, straight to the
@@ -114,13 +114,8 @@ async fn a_user_whose_stored_email_todays_rule_rejects_can_be_read_changed_and_d
         4,
         "INSERT and MODIFY of A, INSERT and REMOVE of B"
     );
-    let event = LambdaEvent::new(StreamBatch { records }, Context::default());
-    let response = user_stream::handle(&local.history(), event).await.unwrap();
-    assert!(
-        response.batch_item_failures.is_empty(),
-        "{:?}",
-        response.batch_item_failures
-    );
+    let failures = stream_failures(&local.history(), records).await;
+    assert!(failures.is_empty(), "{failures:?}");
     let history_of_b = local.history().entries_for(b).await.unwrap();
     let events: Vec<&str> = history_of_b.iter().map(|e| e.event_name.as_str()).collect();
     assert_eq!(events, ["INSERT", "REMOVE"]);
