@@ -258,7 +258,7 @@ pub async fn stream_failures(history: &HistoryRepository, records: Vec<Value>) -
         user_stream::StreamBatch { records },
         lambda_runtime::Context::default(),
     );
-    user_stream::handle(history, event)
+    user_stream::handle(&user_stream::StreamConsumer::new(history.clone()), event)
         .await
         .expect("the stream function answers")
         .batch_item_failures

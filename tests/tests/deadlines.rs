@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::TcpListener;
 use user_stream::StreamBatch;
+use user_stream::StreamConsumer;
 use users_core::{HistoryRepository, UserId, UserRepository, dynamodb_timeouts};
 
 /// How long each invocation has. Shorter than the template's Timeout to keep the tests quick;
@@ -101,7 +102,10 @@ async fn the_stream_function_reports_every_record_before_the_deadline() {
 
     let (context, deadline) = context_with_deadline();
     let event = LambdaEvent::new(StreamBatch { records }, context);
-    let response: DynamoDbEventResponse = user_stream::handle(&history, event).await.unwrap();
+    let response: DynamoDbEventResponse =
+        user_stream::handle(&StreamConsumer::new(history.clone()), event)
+            .await
+            .unwrap();
 
     assert!(
         Instant::now() < deadline,

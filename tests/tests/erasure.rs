@@ -6,6 +6,7 @@ use integration_tests::{
     Local, create, delete, status_and_json, stream_failures, unique_email, user_route_request,
 };
 use serde_json::{Value, json};
+use user_stream::StreamConsumer;
 use users_core::{Deadline, UserId, UserRepository};
 
 /// Every item of every table, as text: where an address would show if it were kept.
@@ -128,8 +129,12 @@ async fn after_the_delete_no_table_and_no_answer_holds_either_address() {
     assert_holds_neither(&everything_stored(&local).await, &addresses, "re-delivered");
     run_stream(&local, records[..2].to_vec()).await;
     assert_holds_neither(&everything_stored(&local).await, &addresses, "late records");
-    let replayed =
-        user_stream::record_batch(&local.history(), records[..1].to_vec(), Deadline::none()).await;
+    let replayed = user_stream::record_batch(
+        &StreamConsumer::new(local.history()),
+        records[..1].to_vec(),
+        Deadline::none(),
+    )
+    .await;
     assert!(replayed.iter().all(|outcome| outcome.result.is_ok()));
 
     // THEN still neither address anywhere, and the history is as it was
@@ -153,11 +158,25 @@ async fn an_older_record_written_while_the_delete_is_handled_is_erased_all_the_s
         let (replayed, removed) = tokio::join!(
             tokio::spawn({
                 let history = history.clone();
-                async move { user_stream::record_batch(&history, older, Deadline::none()).await }
+                async move {
+                    user_stream::record_batch(
+                        &StreamConsumer::new(history),
+                        older,
+                        Deadline::none(),
+                    )
+                    .await
+                }
             }),
             tokio::spawn({
                 let history = history.clone();
-                async move { user_stream::record_batch(&history, remove, Deadline::none()).await }
+                async move {
+                    user_stream::record_batch(
+                        &StreamConsumer::new(history),
+                        remove,
+                        Deadline::none(),
+                    )
+                    .await
+                }
             }),
         );
         assert!(

@@ -4,6 +4,7 @@
 use integration_tests::{Local, delete, registered_user, unique_email};
 use replay_failures::{Replay, Verdict};
 use serde_json::{Value, json};
+use user_stream::StreamConsumer;
 use users_core::{User, UserId};
 
 /// A failure record as Lambda's S3 destination writes it.
@@ -40,7 +41,7 @@ fn replay(local: &Local, prefix: &str, dry_run: bool) -> Replay {
         s3: local.s3.clone(),
         bucket: local.failure_bucket.clone(),
         prefix: prefix.to_owned(),
-        history: local.history(),
+        consumer: StreamConsumer::new(local.history()),
         dry_run,
     }
 }

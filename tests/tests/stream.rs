@@ -7,6 +7,7 @@ use integration_tests::{Local, event_path, http_request, registered_user, unique
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 use user_stream::StreamBatch;
+use user_stream::StreamConsumer;
 use users_core::{EpochSeconds, HistoryImage, HistoryRepository, UserId, sortable_sequence_number};
 
 async fn run_stream(
@@ -14,9 +15,10 @@ async fn run_stream(
     records: Vec<Value>,
 ) -> Result<Vec<String>, String> {
     let event = LambdaEvent::new(StreamBatch { records }, Context::default());
-    let response: DynamoDbEventResponse = user_stream::handle(history, event)
-        .await
-        .map_err(|e| e.to_string())?;
+    let response: DynamoDbEventResponse =
+        user_stream::handle(&StreamConsumer::new(history.clone()), event)
+            .await
+            .map_err(|e| e.to_string())?;
     Ok(response
         .batch_item_failures
         .into_iter()

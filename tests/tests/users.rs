@@ -8,6 +8,7 @@ use integration_tests::{
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 use user_stream::StreamBatch;
+use user_stream::StreamConsumer;
 use users_core::{HistoryRepository, User, UserId, UserRepository};
 
 async fn get(users: &UserRepository, id: &str) -> (u16, Value) {
@@ -234,7 +235,9 @@ async fn the_history_of_create_patch_delete_reads_back_in_order_a_page_at_a_time
     assert_eq!(delete(&users, &json!({"id": id}).to_string()).await.0, 200);
     let records = local.stream_records_of(&[user.id]).await;
     let event = LambdaEvent::new(StreamBatch { records }, Context::default());
-    let response = user_stream::handle(&recorded, event).await.unwrap();
+    let response = user_stream::handle(&StreamConsumer::new(recorded.clone()), event)
+        .await
+        .unwrap();
     assert!(response.batch_item_failures.is_empty());
 
     // WHEN the history is read THEN the three changes, oldest first, with their images

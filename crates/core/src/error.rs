@@ -49,6 +49,10 @@ pub enum Error {
     /// A freshly generated id was already taken: a random v4 UUID collision, never overwritten.
     #[error("user id {0} already exists")]
     UserIdCollision(UserId),
+    /// An idempotency claim was taken over by another attempt (ours had outlived its hold) before
+    /// we recorded our outcome: the work may have been done twice.
+    #[error("the idempotency claim on {0} was taken over by another attempt")]
+    ClaimLost(String),
     /// The emails table says a user's email belongs to someone else: the two tables disagree.
     #[error("the email of user {0} is registered to another user")]
     EmailOwnedByAnother(UserId),

@@ -11,10 +11,12 @@ mod config;
 mod deadline;
 mod error;
 mod history;
+mod idempotency;
 mod model;
 mod repository;
 mod stream;
 pub mod table;
+mod welcome;
 
 pub use config::{TableNames, dynamodb_timeouts, load_aws_config, required_env};
 pub use deadline::{ANSWER_MARGIN, Deadline};
@@ -23,8 +25,12 @@ pub use history::{
     HistoryCursor, HistoryEntry, HistoryImage, HistoryPage, HistoryRepository,
     sortable_sequence_number,
 };
+pub use idempotency::{
+    Attempt, Claim, DEFAULT_KEEP_FOR, IDEMPOTENCY_EXPIRES_AT, IDEMPOTENCY_KEY, IdempotencyStore,
+};
 pub use model::{
     Email, EpochSeconds, InvalidEmail, InvalidUserId, MAX_EMAIL_LEN, Timestamp, User, UserId,
 };
-pub use repository::UserRepository;
+pub use repository::{UserReader, UserRepository};
 pub use stream::{ChangeEvent, EventName, InvalidRecord, UserChange};
+pub use welcome::WelcomeMessage;

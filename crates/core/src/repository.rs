@@ -111,6 +111,44 @@ impl Cancellation {
     }
 }
 
+/// Reads users and nothing else: for a function that needs only the users table (and whose
+/// role allows only GetItem on it).
+#[derive(Debug, Clone)]
+pub struct UserReader {
+    client: Client,
+    users_table: String,
+}
+
+impl UserReader {
+    pub fn new(client: Client, users_table: impl Into<String>) -> Self {
+        Self {
+            client,
+            users_table: users_table.into(),
+        }
+    }
+
+    /// Reads a user with a strongly consistent read, as stored (see [`UserRepository::get`]).
+    pub async fn get(&self, id: UserId) -> Result<Option<User>, Error> {
+        get_user(&self.client, &self.users_table, id).await
+    }
+}
+
+async fn get_user(client: &Client, users_table: &str, id: UserId) -> Result<Option<User>, Error> {
+    let output = client
+        .get_item()
+        .table_name(users_table)
+        .key(table::USER_ID, AttributeValue::S(id.to_string()))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(Error::from_sdk)?;
+    output
+        .item
+        .map(serde_dynamo::from_item)
+        .transpose()
+        .map_err(Error::CorruptItem)
+}
+
 /// The users and emails tables, through one SDK client built at start-up.
 #[derive(Debug, Clone)]
 pub struct UserRepository {
@@ -360,20 +398,7 @@ impl UserRepository {
     /// Reads a user with a strongly consistent read, as stored (its email is not validated
     /// again: see [`Email`]).
     pub async fn get(&self, id: UserId) -> Result<Option<User>, Error> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.tables.users)
-            .key(table::USER_ID, AttributeValue::S(id.to_string()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(Error::from_sdk)?;
-        output
-            .item
-            .map(serde_dynamo::from_item)
-            .transpose()
-            .map_err(Error::CorruptItem)
+        get_user(&self.client, &self.tables.users, id).await
     }
 
     /// Runs a transaction. Cancellations for passing reasons (a conflict with another

@@ -10,8 +10,8 @@ use aws_sdk_s3::Client as S3;
 use serde::Deserialize;
 use serde_json::Value;
 use std::fmt;
-use user_stream::RecordError;
-use users_core::{Deadline, HistoryRepository};
+use user_stream::{RecordError, StreamConsumer};
+use users_core::Deadline;
 
 /// Where Lambda's S3 destination writes: `aws/lambda/<mapping UUID>/<shard>/YYYY/MM/DD/...`.
 pub const DEFAULT_PREFIX: &str = "aws/lambda/";
@@ -198,7 +198,8 @@ pub struct Replay {
     pub s3: S3,
     pub bucket: String,
     pub prefix: String,
-    pub history: HistoryRepository,
+    /// The stream function's work: the history table, and the welcome queue if the stack has one.
+    pub consumer: StreamConsumer,
     pub dry_run: bool,
 }
 
@@ -284,7 +285,7 @@ impl Replay {
         }
         // No Lambda deadline here: an operator's command may take the time it needs.
         let outcomes =
-            user_stream::record_batch(&self.history, batch.records, Deadline::none()).await;
+            user_stream::record_batch(&self.consumer, batch.records, Deadline::none()).await;
         let failing: Vec<(String, String)> = outcomes
             .iter()
             .filter_map(|outcome| {

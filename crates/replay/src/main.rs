@@ -5,6 +5,7 @@ use aws_config::{BehaviorVersion, Region};
 use replay_failures::{DEFAULT_PREFIX, Replay, Verdict};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
+use user_stream::{StreamConsumer, WelcomeQueue};
 use users_core::HistoryRepository;
 
 const USAGE: &str = "\
@@ -12,13 +13,17 @@ replay-failures: records the stream batches Lambda gave up on, kept whole in the
 on-failure bucket, through the stream function's own code; deletes an object only when every
 one of its records is recorded, and reports (and keeps) everything else.
 
-Usage: replay-failures --bucket NAME [--history-table NAME] [--endpoint URL] [--region REGION]
-                       [--prefix PREFIX] [--dry-run]
+Usage: replay-failures --bucket NAME [--history-table NAME] [--welcome-queue-url URL]
+                       [--endpoint URL] [--region REGION] [--prefix PREFIX] [--dry-run]
 
   --bucket NAME         the bucket (the stack's output StreamFailureBucketName)
   --history-table NAME  the history table (default: $HISTORY_TABLE; the stack's output
                         HistoryTableName)
-  --endpoint URL        a local endpoint for S3 and DynamoDB, such as scripts/run's
+  --welcome-queue-url URL
+                        new users are also put on this welcome queue, as the stream
+                        function does (default: $WELCOME_QUEUE_URL; the stack's output
+                        WelcomeQueueUrl; none - new users are not forwarded)
+  --endpoint URL        a local endpoint for S3, DynamoDB and SQS, such as scripts/run's
                         http://127.0.0.1:8000 (default: AWS, with the usual credentials)
   --region REGION       default: the usual AWS configuration (AWS_REGION, profile)
   --prefix PREFIX       only objects under it (default: aws/lambda/)
@@ -31,6 +36,7 @@ kept, 2 on a usage error or when the bucket cannot be listed.";
 struct Options {
     bucket: Option<String>,
     history_table: Option<String>,
+    welcome_queue_url: Option<String>,
     endpoint: Option<String>,
     region: Option<String>,
     prefix: Option<String>,
@@ -49,6 +55,9 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
         match arg.as_str() {
             "--bucket" => options.bucket = Some(value("--bucket")?),
             "--history-table" => options.history_table = Some(value("--history-table")?),
+            "--welcome-queue-url" => {
+                options.welcome_queue_url = Some(value("--welcome-queue-url")?)
+            }
             "--endpoint" => options.endpoint = Some(value("--endpoint")?),
             "--region" => options.region = Some(value("--region")?),
             "--prefix" => options.prefix = Some(value("--prefix")?),
@@ -114,6 +123,18 @@ async fn main() -> ExitCode {
     let s3_config = aws_sdk_s3::config::Builder::from(&aws)
         .force_path_style(options.endpoint.is_some())
         .build();
+    let mut consumer = StreamConsumer::new(HistoryRepository::new(
+        aws_sdk_dynamodb::Client::new(&aws),
+        history_table,
+    ));
+    let welcome_queue_url = options.welcome_queue_url.clone().or_else(|| {
+        std::env::var("WELCOME_QUEUE_URL")
+            .ok()
+            .filter(|url| !url.is_empty())
+    });
+    if let Some(url) = welcome_queue_url {
+        consumer = consumer.with_welcome(WelcomeQueue::new(aws_sdk_sqs::Client::new(&aws), url));
+    }
     let replay = Replay {
         s3: aws_sdk_s3::Client::from_conf(s3_config),
         bucket: bucket.clone(),
@@ -121,7 +142,7 @@ async fn main() -> ExitCode {
             .prefix
             .clone()
             .unwrap_or_else(|| DEFAULT_PREFIX.to_owned()),
-        history: HistoryRepository::new(aws_sdk_dynamodb::Client::new(&aws), history_table),
+        consumer,
         dry_run: options.dry_run,
     };
     run(&replay).await

@@ -1,9 +1,15 @@
-//! The users table's stream consumer: records every user change in the history table.
+//! The users table's stream consumer: records every user change in the history table and, when
+//! the stack sends welcome emails, puts each new user on the welcome queue.
 //!
 //! Failures are per record: a record that cannot be decoded or recorded is reported in
 //! `batchItemFailures` (ReportBatchItemFailures), and the rest of the batch is still processed.
 //! Lambda then retries from the lowest failed sequence number, so records after it may arrive
-//! again; recording writes the same item for the same record, so that changes nothing.
+//! again; recording writes the same item for the same record, so that changes nothing, and a
+//! new user forwarded twice is welcomed once (the welcome function claims each welcome).
+
+mod welcome_queue;
+
+pub use welcome_queue::{ForwardError, WelcomeQueue};
 
 use aws_lambda_events::event::dynamodb::EventRecord;
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
@@ -11,7 +17,7 @@ use lambda_runtime::{Error, LambdaEvent};
 use serde::Deserialize;
 use serde_json::Value;
 use std::sync::Arc;
-use users_core::{ChangeEvent, Deadline, HistoryRepository, InvalidRecord};
+use users_core::{ChangeEvent, Deadline, EventName, HistoryRepository, InvalidRecord, UserId};
 
 /// Why one record of a batch failed; either way it goes into `batchItemFailures`.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +29,32 @@ pub enum RecordError {
     /// The history table could not be written (one failure may cover a whole write request).
     #[error("could not record the change: {0}")]
     History(#[source] Arc<users_core::Error>),
+    /// A new user's welcome message is not known to be on the welcome queue.
+    #[error("could not forward the new user to the welcome queue: {0}")]
+    Welcome(#[source] ForwardError),
+}
+
+/// What the stream function works with: the history table, and the welcome queue if the stack
+/// has one (it has none when no sender address is configured).
+#[derive(Debug, Clone)]
+pub struct StreamConsumer {
+    pub history: HistoryRepository,
+    pub welcome: Option<WelcomeQueue>,
+}
+
+impl StreamConsumer {
+    pub fn new(history: HistoryRepository) -> Self {
+        Self {
+            history,
+            welcome: None,
+        }
+    }
+
+    /// New users are also forwarded to this welcome queue.
+    pub fn with_welcome(mut self, welcome: WelcomeQueue) -> Self {
+        self.welcome = Some(welcome);
+        self
+    }
 }
 
 /// A batch as Lambda delivers it. Records stay raw JSON until each is decoded on its own, so one
@@ -41,12 +73,14 @@ pub struct RecordOutcome {
     pub result: Result<ChangeEvent, RecordError>,
 }
 
-/// Decodes every record and records the changes in the history table (25 to a BatchWriteItem,
-/// each request bounded by `deadline`); one outcome per record, in the order given. The stream
-/// function and `replay-failures` both record through this, so a replayed record ends in the
-/// history exactly as if it had succeeded the first time.
+/// Decodes every record, records the changes in the history table (25 to a BatchWriteItem) and
+/// forwards new users to the welcome queue (10 to a SendMessageBatch), the two concurrently and
+/// each request bounded by `deadline`; one outcome per record, in the order given. A record
+/// succeeds only when everything it calls for is known done. The stream function and
+/// `replay-failures` both go through this, so a replayed record ends exactly as if it had
+/// succeeded the first time.
 pub async fn record_batch(
-    history: &HistoryRepository,
+    consumer: &StreamConsumer,
     records: Vec<Value>,
     deadline: Deadline,
 ) -> Vec<RecordOutcome> {
@@ -58,17 +92,50 @@ pub async fn record_batch(
         .into_iter()
         .map(|record| decode(record).map(|change| changes.push(change)))
         .collect();
-    let recorded = history.record_all(&changes, deadline).await;
+    let new_users: Vec<UserId> = match consumer.welcome {
+        Some(_) => changes
+            .iter()
+            .filter(|change| change.change.event_name() == EventName::Insert)
+            .map(|change| change.user_id)
+            .collect(),
+        None => Vec::new(),
+    };
+    let forwarding = async {
+        match &consumer.welcome {
+            Some(queue) if !new_users.is_empty() => queue.forward(&new_users, deadline).await,
+            _ => Vec::new(),
+        }
+    };
+    let (recorded, forwarded) =
+        futures::join!(consumer.history.record_all(&changes, deadline), forwarding);
 
-    // The n-th decoded record is the n-th change, whose outcome is the n-th of `recorded`.
+    // The n-th decoded record is the n-th change, whose outcome is the n-th of `recorded`; the
+    // n-th INSERT among them has the n-th outcome of `forwarded`.
+    let mut forwarded = forwarded.into_iter();
     let mut recorded_changes = changes.into_iter().zip(recorded);
+    let mut next_change = move || {
+        let (change, recorded) = recorded_changes.next()?;
+        let forwarded = if change.change.event_name() == EventName::Insert {
+            forwarded.next()
+        } else {
+            None
+        };
+        Some((change, recorded, forwarded))
+    };
+    let welcomes = consumer.welcome.is_some();
     sequence_numbers
         .into_iter()
         .zip(decoded)
         .map(|(sequence_number, decoded)| {
-            let result = decoded.and_then(|()| match recorded_changes.next() {
-                Some((change, Ok(()))) => Ok(change),
-                Some((_, Err(error))) => Err(RecordError::History(error)),
+            let result = decoded.and_then(|()| match next_change() {
+                Some((_, Err(error), _)) => Err(RecordError::History(error)),
+                Some((_, Ok(()), Some(Err(error)))) => Err(RecordError::Welcome(error)),
+                Some((change, Ok(()), None))
+                    if welcomes && change.change.event_name() == EventName::Insert =>
+                {
+                    Err(RecordError::Welcome(ForwardError::NotAcknowledged))
+                }
+                Some((change, Ok(()), _)) => Ok(change),
                 None => Err(RecordError::Invalid(InvalidRecord::new(
                     "no outcome for a decoded record",
                 ))),
@@ -81,18 +148,18 @@ pub async fn record_batch(
         .collect()
 }
 
-/// The Lambda handler: records the batch ([`record_batch`], so every record gets an outcome
+/// The Lambda handler: handles the batch ([`record_batch`], so every record gets an outcome
 /// before Lambda's timeout), and reports the records that failed, in stream order.
 ///
 /// Returns an error (failing the whole batch, which Lambda retries) only for a failed record
 /// without a sequence number, since such a record cannot be reported on its own. Lambda always
 /// sends one, so this happens only with hand-made events.
 pub async fn handle(
-    history: &HistoryRepository,
+    consumer: &StreamConsumer,
     event: LambdaEvent<StreamBatch>,
 ) -> Result<DynamoDbEventResponse, Error> {
     let deadline = Deadline::from_lambda(event.context.deadline);
-    let outcomes = record_batch(history, event.payload.records, deadline).await;
+    let outcomes = record_batch(consumer, event.payload.records, deadline).await;
 
     let mut response = DynamoDbEventResponse::default();
     for outcome in outcomes {
@@ -103,7 +170,13 @@ pub async fn handle(
                     event_name = change.change.event_name().as_str(),
                     user_id = %change.user_id,
                     sequence_number = %change.sequence_number,
-                    outcome = "recorded",
+                    outcome = if consumer.welcome.is_some()
+                        && change.change.event_name() == EventName::Insert
+                    {
+                        "recorded and forwarded"
+                    } else {
+                        "recorded"
+                    },
                     "user change"
                 );
                 continue;
