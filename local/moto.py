@@ -3,6 +3,7 @@ told), with the template's tables, and stopped when done (or when its parent die
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -96,7 +97,61 @@ class MotoServer:
             "AWS_ENDPOINT_URL_DYNAMODB_STREAMS": self.endpoint,
             "AWS_ENDPOINT_URL_SQS": self.endpoint,
             "AWS_ENDPOINT_URL_S3": self.endpoint,
+            "AWS_ENDPOINT_URL_SESV2": self.endpoint,
         }
+
+    def create_queues(self, template: Template, visibility_timeout: int | None = None) -> dict[str, str]:
+        """Creates every queue the template declares (named by its logical id), dead-letter
+        queues first, with its encryption, retention, visibility timeout (unless overridden, for
+        tests that cannot wait a minute) and redrive policy; their URLs by logical id."""
+        sqs = self.client("sqs")
+        queues = template.of_type("AWS::SQS::Queue")
+
+        def dead_letter_target(props: dict) -> str | None:
+            target = props.get("RedrivePolicy", {}).get("deadLetterTargetArn")
+            return str(target["Fn::GetAtt"][0]) if isinstance(target, dict) else None
+
+        ordered = sorted(queues, key=lambda name: dead_letter_target(queues[name].get("Properties", {})) is not None)
+        urls: dict[str, str] = {}
+        for name in ordered:
+            props = queues[name].get("Properties", {})
+            attributes = {
+                key: str(props[key]).lower() if isinstance(props[key], bool) else str(props[key])
+                for key in ("VisibilityTimeout", "MessageRetentionPeriod", "SqsManagedSseEnabled", "DelaySeconds",
+                            "ReceiveMessageWaitTimeSeconds")
+                if key in props
+            }
+            if visibility_timeout is not None:
+                attributes["VisibilityTimeout"] = str(visibility_timeout)
+            target = dead_letter_target(props)
+            if target:
+                target_arn = sqs.get_queue_attributes(QueueUrl=urls[target], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+                attributes["RedrivePolicy"] = json.dumps({
+                    "deadLetterTargetArn": target_arn,
+                    "maxReceiveCount": int(props["RedrivePolicy"]["maxReceiveCount"]),
+                })
+            urls[name] = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        return urls
+
+    def create_resources(self, template: Template, visibility_timeout: int | None = None) -> str:
+        """Everything the template declares that moto holds: tables, queues (whose URLs become
+        what !Ref of them resolves to), buckets, and the welcome sender verified in SES. A
+        summary line."""
+        tables = self.create_tables(template)
+        queues = self.create_queues(template, visibility_timeout)
+        template.refs.update(queues)
+        buckets = self.create_buckets(template)
+        sender = template.parameters.get("WelcomeSender", "")
+        if sender:
+            self.verify_sender(sender)
+        return (f"DynamoDB, Streams, SQS, S3 and SES at {self.endpoint}: tables {', '.join(tables)}; "
+                f"queues {', '.join(queues) or 'none'}; buckets {', '.join(buckets) or 'none'}; "
+                f"SES sender {sender or 'none (no welcome emails)'}")
+
+    def verify_sender(self, address: str) -> None:
+        """Verifies an address in moto's SES (on AWS, the address or its domain is verified in
+        SES before the stack is deployed)."""
+        self.client("sesv2").create_email_identity(EmailIdentity=address)
 
     def create_buckets(self, template: Template) -> list[str]:
         """Creates every bucket the template declares, named by its logical id like the tables."""

@@ -17,6 +17,8 @@ from .template import Template, _plain
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 STREAM_LABEL = "2026-11-22T00-00-00.000"
+# !Ref AWS::NoValue: the list item or property is left out.
+_NO_VALUE = object()
 
 
 def _arn(template: Template, name: str, attribute: str) -> str:
@@ -36,9 +38,28 @@ def _arn(template: Template, name: str, attribute: str) -> str:
 
 def _resolve(template: Template, value: Any) -> Any:
     if isinstance(value, list):
-        return [_resolve(template, v) for v in value]
+        resolved = [_resolve(template, v) for v in value]
+        return [v for v in resolved if v is not _NO_VALUE]
     if not isinstance(value, dict):
         return value
+    if value == {"Ref": "AWS::NoValue"}:
+        return _NO_VALUE
+    if set(value) == {"Ref"} and value["Ref"] in template.parameters:
+        return template.parameters[value["Ref"]]
+    if set(value) == {"Fn::If"}:
+        condition, when_true, when_false = value["Fn::If"]
+        return _resolve(template, when_true if template.condition(condition) else when_false)
+    if set(value) == {"Fn::Select"}:
+        index, items = value["Fn::Select"]
+        return _resolve(template, items)[int(index)]
+    if set(value) == {"Fn::Split"}:
+        separator, text = value["Fn::Split"]
+        return _resolve(template, text).split(separator)
+    if set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], list):
+        text, variables = value["Fn::Sub"]
+        for name, variable in variables.items():
+            text = text.replace("${" + name + "}", str(_resolve(template, variable)))
+        return _resolve(template, {"Fn::Sub": text})
     if set(value) == {"Fn::GetAtt"}:
         name, attribute = value["Fn::GetAtt"] if isinstance(value["Fn::GetAtt"], list) else value["Fn::GetAtt"].split(".", 1)
         return _arn(template, name, attribute)
@@ -49,6 +70,10 @@ def _resolve(template: Template, value: Any) -> Any:
                 return REGION
             if name == "AWS::AccountId":
                 return ACCOUNT
+            if name == "AWS::Partition":
+                return "aws"
+            if name in template.parameters:
+                return template.parameters[name]
             return _arn(template, name, attribute or "Arn")
         return re.sub(r"\$\{([^}]+)\}", substitute, value["Fn::Sub"])
     return {k: _resolve(template, v) for k, v in value.items()}

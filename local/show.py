@@ -5,6 +5,9 @@
     .venv/bin/python -m local.show history USER_ID      # a user's recorded changes, oldest first
     .venv/bin/python -m local.show stream               # every record of the users table's stream
     .venv/bin/python -m local.show failures             # stream batches kept in StreamFailureBucket
+    .venv/bin/python -m local.show sent-emails          # every email moto's SES sent (the welcomes)
+    .venv/bin/python -m local.show welcomes             # the idempotency table: each welcome's state
+    .venv/bin/python -m local.show dead-letters         # messages in WelcomeDeadLetterQueue
 
 Reads the DynamoDB of `scripts/run` (http://127.0.0.1:8000) unless told another endpoint with
 --endpoint (`python -m local.testenv` prints its own). Tables are named by their logical ids.
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import urllib.request
 from decimal import Decimal
 
 import boto3
@@ -78,10 +82,37 @@ def kept_failures(s3, bucket: str) -> list[dict]:
     return lines
 
 
+def sent_emails(endpoint: str) -> list[dict]:
+    """What moto's SES sent, oldest first: from, to, subject and body."""
+    with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=10) as answer:
+        messages = json.load(answer).get("ses", {}).get("Message", [])
+    return [
+        {"id": m.get("id"), "from": m.get("source"), "to": m.get("destinations", {}).get("ToAddresses", []),
+         "subject": m.get("subject"), "body": m.get("body")}
+        for m in messages
+    ]
+
+
+def dead_letters(sqs, queue: str) -> list[dict]:
+    """The messages in a dead-letter queue, looked at without hiding them (visibility 0)."""
+    url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
+    seen: dict[str, dict] = {}
+    for _ in range(10):
+        answer = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0, AttributeNames=["All"])
+        for message in answer.get("Messages", []):
+            seen[message["MessageId"]] = {
+                "messageId": message["MessageId"], "body": message["Body"],
+                "receiveCount": message.get("Attributes", {}).get("ApproximateReceiveCount"),
+            }
+        if not answer.get("Messages"):
+            break
+    return list(seen.values())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local.show", description=__doc__.split("\n\n")[0])
     parser.add_argument("--endpoint", default="http://127.0.0.1:8000", help="the local DynamoDB (default: scripts/run's)")
-    parser.add_argument("what", choices=("users", "emails", "history", "stream", "failures"))
+    parser.add_argument("what", choices=("users", "emails", "history", "stream", "failures", "sent-emails", "welcomes", "dead-letters"))
     parser.add_argument("user_id", nargs="?", help="for history: whose")
     args = parser.parse_args(argv)
     if args.what == "history" and not args.user_id:
@@ -101,6 +132,12 @@ def main(argv: list[str] | None = None) -> int:
                 ExpressionAttributeValues={":u": {"S": args.user_id}, ":marker": {"S": "~"}}, ConsistentRead=True,
             )
             lines = [plain(item) for page in pages for item in page["Items"]]
+        elif args.what == "sent-emails":
+            lines = sent_emails(args.endpoint)
+        elif args.what == "welcomes":
+            lines = scan(dynamodb, "IdempotencyTable")
+        elif args.what == "dead-letters":
+            lines = dead_letters(session.client("sqs", endpoint_url=args.endpoint), "WelcomeDeadLetterQueue")
         elif args.what == "failures":
             lines = kept_failures(session.client("s3", endpoint_url=args.endpoint), "StreamFailureBucket")
         else:

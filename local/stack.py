@@ -2,14 +2,16 @@
 
     python -m local.stack [--port 3000] [--dynamodb-port 8000] [--binaries target/debug] [--concurrency 4]
 
-- moto's server as DynamoDB, DynamoDB Streams, SQS and S3, with the template's tables, queues
-  and buckets;
+- moto's server as DynamoDB, DynamoDB Streams, SQS, S3 and SES, with the template's tables,
+  queues and buckets, and the welcome sender verified;
 - every function as its real binary under a local Lambda Runtime API, scaled out as Lambda does:
   up to --concurrency processes of each, so concurrent requests run concurrently (and race);
 - the HTTP API's routes on http://127.0.0.1:PORT, as payload format 2.0 events;
 - an event source mapping per DynamoDB stream event, with the template's settings; batches it
   gives up on go to the OnFailure destination as Lambda sends them (an S3 bucket gets the whole
-  invocation record, records included, under Lambda's key layout).
+  invocation record, records included, under Lambda's key layout);
+- an event source mapping per SQS event (the welcome queue), with Lambda's batching and partial
+  batch failures; the queue's redrive policy moves what keeps failing to its dead-letter queue.
 
 Stops everything on Ctrl-C or SIGTERM. The binaries must be built first (scripts/run does it).
 """
@@ -25,16 +27,19 @@ import uuid
 from pathlib import Path
 
 from .esm import BatchProcessor, Discarded, StreamPoller, StreamSettings, as_json
+from .sqs_esm import QueuePoller, QueueSettings
 from .httpapi import HttpApi, routes_from
 from .jwt_authorizer import DEFAULT_ISSUER_PORT, LOCAL_AUDIENCE, JwtAuthorizer, LocalIssuer, route_scopes
-from .moto import MotoServer
+from .moto import REGION, MotoServer
 from .processes import Log
 from .runtime import LocalFunction, Outcome
-from .template import ROOT, FunctionSpec, Template, functions
+from .template import LOCAL_SENDER, ROOT, FunctionSpec, Template, functions
 
 STATE = ROOT / ".local"
 # Stream event properties the local event source mapping does not model.
 UNSUPPORTED_STREAM_PROPERTIES = {"ParallelizationFactor", "TumblingWindowInSeconds"}
+# SQS event properties the local mapping does not model (it runs one batch at a time).
+UNSUPPORTED_QUEUE_PROPERTIES = {"FilterCriteria"}
 # Execution environments per function: enough for the races two or three clients can cause, few
 # enough for a laptop (each is a process of a few MB, started only when the others are busy).
 DEFAULT_CONCURRENCY = 4
@@ -42,7 +47,8 @@ DEFAULT_CONCURRENCY = 4
 
 class Stack:
     def __init__(self, template: Template, port: int, dynamodb_port: int, binaries: Path, log: Log, log_format: str = "template",
-                 concurrency: int = DEFAULT_CONCURRENCY, issuer_port: int | None = None):
+                 concurrency: int = DEFAULT_CONCURRENCY, issuer_port: int | None = None,
+                 queue_visibility_timeout: int | None = None):
         self.template = template
         self.log = log
         self.moto = MotoServer(port=dynamodb_port, log=STATE / "moto.log")
@@ -54,15 +60,12 @@ class Stack:
         self.issuer = LocalIssuer(issuer_port) if issuer_port else None
         self.functions: dict[str, LocalFunction] = {}
         self.api: HttpApi | None = None
-        self.mappings = StreamMappings(self.moto, log)
+        self._queue_visibility_timeout = queue_visibility_timeout
+        self.mappings = EventSourceMappings(self.moto, log)
 
     def start(self) -> None:
         self.moto.start()
-        tables = self.moto.create_tables(self.template)
-        queues = create_queues(self.moto, self.template)
-        buckets = self.moto.create_buckets(self.template)
-        self.log.line("stack", f"DynamoDB, Streams, SQS and S3 at {self.moto.endpoint}: tables {', '.join(tables)}; "
-                               f"queues {', '.join(queues) or 'none'}; buckets {', '.join(buckets) or 'none'}")
+        self.log.line("stack", self.moto.create_resources(self.template, self._queue_visibility_timeout))
 
         specs = functions(self.template)
         for spec in specs:
@@ -113,28 +116,48 @@ class Stack:
             return {"AWS_LAMBDA_LOG_FORMAT": "JSON", "AWS_LAMBDA_LOG_LEVEL": spec.logging.get("ApplicationLogLevel", "INFO")}
         return spec.log_environment()
 
-def create_queues(moto: MotoServer, template: Template) -> list[str]:
-    names = list(template.of_type("AWS::SQS::Queue"))
-    sqs = moto.client("sqs")
-    for name in names:
-        sqs.create_queue(QueueName=name)
-    return names
-
-
-class StreamMappings:
-    """The template's DynamoDB stream events as local event source mappings: each polls its
-    table's stream and invokes its function (anything with `tag`, `arn` and `invoke(event)`:
-    a function run here, or one that cargo lambda watch runs)."""
+class EventSourceMappings:
+    """The template's DynamoDB stream and SQS events as local event source mappings: each polls
+    its table's stream or its queue and invokes its function (anything with `tag`, `arn` and
+    `invoke(event)`: a function run here, or one that cargo lambda watch runs)."""
 
     def __init__(self, moto: MotoServer, log: Log):
         self.moto = moto
         self.log = log
-        self.pollers: list[StreamPoller] = []
+        self.pollers: list[StreamPoller | QueuePoller] = []
 
     def start_all(self, function, spec: FunctionSpec) -> None:
         for event_name, event in spec.events.items():
             if event.get("Type") == "DynamoDB":
                 self.start(function, event_name, event.get("Properties", {}))
+            elif event.get("Type") == "SQS":
+                self.start_queue(function, event_name, event.get("Properties", {}))
+
+    def start_queue(self, function, event_name: str, props: dict) -> None:
+        settings = QueueSettings.from_properties(props)
+        tag = f"esm:{event_name}"
+        for unsupported in sorted(set(props) & UNSUPPORTED_QUEUE_PROPERTIES):
+            self.log.line(tag, f"warning: {unsupported} is not emulated locally; it applies only on AWS")
+        if not settings.enabled:
+            self.log.line(tag, "disabled in template.yaml")
+            return
+        sqs = self.moto.client("sqs")
+        url = sqs.get_queue_url(QueueName=settings.queue)["QueueUrl"]
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+
+        def invoke(event: dict):
+            outcome = function.invoke(event)
+            if outcome.ok and isinstance(outcome.payload, dict) and outcome.payload.get("batchItemFailures"):
+                self.log.line(tag, f"batchItemFailures: {[f.get('itemIdentifier') for f in outcome.payload['batchItemFailures']]}")
+            return outcome
+
+        poller = QueuePoller(tag, sqs, url, attributes["QueueArn"], REGION, settings, invoke, self.log)
+        poller.start()
+        self.pollers.append(poller)
+        redrive = attributes.get("RedrivePolicy")
+        self.log.line(tag, f"{settings.queue} -> {function.tag} (batch {settings.batch_size}, window {settings.batching_window:g}s, "
+                           f"visibility timeout {attributes.get('VisibilityTimeout')}s, "
+                           f"report failures {settings.report_batch_item_failures}, redrive {redrive or 'none'})")
 
     def stop(self) -> None:
         for poller in self.pollers:
@@ -211,6 +234,8 @@ Every route needs a token (reads users/read, writes users/write), as with the te
   TOKEN=$(.venv/bin/python -m local.jwt_authorizer token{port} --scope users/read users/write --sub alice)
 """
         bearer = ' -H "Authorization: Bearer $TOKEN"'
+    queue_url = stack.template.refs.get("WelcomeQueue")
+    welcome_queue = f" \\\n      --welcome-queue-url {queue_url}" if queue_url else ""
     return f"""
 Users API running at {url}
 {routes}
@@ -224,9 +249,11 @@ Try the lesson:
 
 DynamoDB endpoint: {stack.moto.endpoint} (any credentials, region us-east-1). Look at the data:
   .venv/bin/python -m local.show{endpoint} users            (also: emails, stream, history <id>)
+Welcome emails (moto's SES, from {stack.template.parameters.get("WelcomeSender") or "nobody: --welcome-sender is empty"}), each welcome's state, and the DLQ:
+  .venv/bin/python -m local.show{endpoint} sent-emails      (also: welcomes, dead-letters)
 Stream batches the stream function gave up on, and how to replay them:
   .venv/bin/python -m local.show{endpoint} failures
-  target/debug/replay-failures --endpoint {stack.moto.endpoint} --bucket StreamFailureBucket --history-table HistoryTable
+  target/debug/replay-failures --endpoint {stack.moto.endpoint} --bucket StreamFailureBucket --history-table HistoryTable{welcome_queue}
 Press Ctrl-C to stop.
 """
 
@@ -249,6 +276,14 @@ def main(argv: list[str] | None = None) -> int:
         "--concurrency", type=int, default=DEFAULT_CONCURRENCY,
         help=f"execution environments (processes) per function at most, as Lambda scales out (default {DEFAULT_CONCURRENCY}); 1 serialises every function",
     )
+    parser.add_argument(
+        "--welcome-sender", default=LOCAL_SENDER,
+        help=f"the template's WelcomeSender, verified in moto's SES at start (default {LOCAL_SENDER}); empty: no welcome emails, as on AWS",
+    )
+    parser.add_argument(
+        "--queue-visibility-timeout", type=int, default=None,
+        help="every queue's visibility timeout in seconds instead of the template's (tests use a few seconds to see retries sooner)",
+    )
     args = parser.parse_args(argv)
     if args.concurrency < 1:
         parser.error("--concurrency must be at least 1")
@@ -260,8 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda signum, _frame: received.append(signum))
 
-    stack = Stack(Template.load(), args.port, args.dynamodb_port, args.binaries, log, args.log_format, args.concurrency,
-                  args.issuer_port if args.auth else None)
+    template = Template.load(parameters={"WelcomeSender": args.welcome_sender})
+    stack = Stack(template, args.port, args.dynamodb_port, args.binaries, log, args.log_format, args.concurrency,
+                  args.issuer_port if args.auth else None, args.queue_visibility_timeout)
     try:
         try:
             stack.start()

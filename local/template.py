@@ -3,12 +3,16 @@
 Reads the SAM template with cfn-lint's loader (which understands !Ref, !GetAtt and !Sub) and
 derives from it what a local environment needs: the CreateTable requests for every
 AWS::DynamoDB::Table, and each function's environment with !Ref to a table resolved to the
-local table name (the logical id).
+local table name (the logical id) and !Ref to a queue to its local URL.
+
+Parameters take their defaults, except LOCAL_PARAMETERS: locally the stack sends welcome emails
+(through moto's SES) unless told otherwise. Conditions are evaluated from them, and a resource
+whose condition is false does not exist locally, as it would not on AWS.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,19 +24,63 @@ TEMPLATE = ROOT / "template.yaml"
 # CreateTable accepts these Properties of AWS::DynamoDB::Table as they are written in the
 # template (the CloudFormation and API shapes agree on them).
 _SAME_SHAPE = ("AttributeDefinitions", "KeySchema", "BillingMode", "ProvisionedThroughput")
+# What the local stack (and the tests' environment) sets: a sender, so the welcome queue, its
+# function and its table exist; moto's SES has it verified at start.
+LOCAL_SENDER = "welcome@example.com"
+LOCAL_PARAMETERS = {"WelcomeSender": LOCAL_SENDER}
 
 
 @dataclass
 class Template:
     resources: dict[str, Any]
     globals: dict[str, Any]
+    parameters: dict[str, str] = field(default_factory=dict)
+    conditions: dict[str, Any] = field(default_factory=dict)
+    # What !Ref of a resource is locally, where it is not the logical id (a queue's URL).
+    refs: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, path: Path = TEMPLATE) -> "Template":
+    def load(cls, path: Path = TEMPLATE, parameters: dict[str, str] | None = None) -> "Template":
+        """The template with its parameters' defaults, overridden by `parameters` (by default
+        LOCAL_PARAMETERS; {} for the template exactly as deployed without any)."""
         parsed, errors = decode(str(path))
         if errors or parsed is None:
             raise ValueError(f"cannot read {path}: {errors}")
-        return cls(parsed.get("Resources", {}), parsed.get("Globals", {}))
+        values = {str(name): str(spec.get("Default", "")) for name, spec in parsed.get("Parameters", {}).items()}
+        overrides = LOCAL_PARAMETERS if parameters is None else parameters
+        unknown = set(overrides) - set(values)
+        if unknown:
+            raise ValueError(f"no such parameter(s) in {path}: {sorted(unknown)}")
+        values.update(overrides)
+        return cls(parsed.get("Resources", {}), parsed.get("Globals", {}), values, parsed.get("Conditions", {}))
+
+    def condition(self, name: str) -> bool:
+        """A condition of the template, evaluated with the parameters."""
+        return bool(self._evaluate(self.conditions[name]))
+
+    def exists(self, name: str) -> bool:
+        """Whether a resource exists with these parameters (its Condition, if any, holds)."""
+        condition = self.resources[name].get("Condition")
+        return condition is None or self.condition(str(condition))
+
+    def _evaluate(self, value: Any) -> Any:
+        if isinstance(value, dict) and len(value) == 1:
+            [(function, args)] = value.items()
+            if function == "Fn::Equals":
+                return self._evaluate(args[0]) == self._evaluate(args[1])
+            if function == "Fn::Not":
+                return not self._evaluate(args[0])
+            if function == "Fn::Or":
+                return any(self._evaluate(arg) for arg in args)
+            if function == "Fn::And":
+                return all(self._evaluate(arg) for arg in args)
+            if function == "Condition":
+                return self.condition(str(args))
+            if function == "Ref" and args in self.parameters:
+                return self.parameters[args]
+        if isinstance(value, (str, int, float, bool)):
+            return value
+        raise ValueError(f"cannot evaluate {value!r} locally")
 
     @staticmethod
     def load_outputs(path: Path = TEMPLATE) -> dict[str, Any]:
@@ -43,10 +91,11 @@ class Template:
         return parsed.get("Outputs", {})
 
     def of_type(self, resource_type: str) -> dict[str, dict[str, Any]]:
+        """The resources of a type that exist with these parameters."""
         return {
             name: resource
             for name, resource in self.resources.items()
-            if resource.get("Type") == resource_type
+            if resource.get("Type") == resource_type and self.exists(name)
         }
 
     def table_requests(self) -> list[dict[str, Any]]:
@@ -81,12 +130,19 @@ class Template:
         return {key: self.resolve(value) for key, value in merged.items()}
 
     def resolve(self, value: Any) -> str:
-        """A template value as a local string: !Ref of a resource is its logical id, which is
-        the local physical name of tables and queues."""
+        """A template value as a local string: !Ref of a parameter is its value, of a resource
+        its logical id (the local physical name of tables and buckets) unless `refs` says
+        otherwise (a queue's URL); !If picks by its condition."""
         if isinstance(value, (str, int, float)):
             return str(value)
         if isinstance(value, dict) and set(value) == {"Ref"}:
-            return str(value["Ref"])
+            name = str(value["Ref"])
+            if name in self.parameters:
+                return self.parameters[name]
+            return self.refs.get(name, name)
+        if isinstance(value, dict) and set(value) == {"Fn::If"}:
+            condition, when_true, when_false = value["Fn::If"]
+            return self.resolve(when_true if self.condition(str(condition)) else when_false)
         raise ValueError(f"cannot resolve {value!r} locally")
 
 

@@ -113,13 +113,11 @@ def main(argv: list[str]) -> int:
     signals = Signals()
     template = Template.load()
     with MotoServer() as moto:
-        tables = moto.create_tables(template)
-        moto.create_buckets(template)
+        summary = moto.create_resources(template)
         env = variables(moto, template)
         if serving:
             return serve(env, signals)
-        print(f"local DynamoDB at {moto.endpoint} with tables {', '.join(tables)} "
-              f"(read them with: .venv/bin/python -m local.show --endpoint {moto.endpoint} users)", flush=True)
+        print(f"local {summary} (read them with: .venv/bin/python -m local.show --endpoint {moto.endpoint} users)", flush=True)
         return run_command(argv[argv.index("--") + 1 :], {**os.environ, **env}, signals)
 
 

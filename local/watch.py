@@ -25,7 +25,7 @@ from pathlib import Path
 from .moto import MotoServer
 from .processes import Log
 from .runtime import ACCOUNT, Outcome
-from .stack import StreamMappings, create_queues
+from .stack import EventSourceMappings
 from .template import ROOT, Template, functions
 from .testenv import Signals, stop_session, variables
 
@@ -83,15 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     signals = Signals()
     template = Template.load()
     moto = MotoServer(port=args.dynamodb_port, log=ROOT / ".local" / "moto.log")
-    mappings = StreamMappings(moto, log)
+    mappings = EventSourceMappings(moto, log)
     watch: subprocess.Popen | None = None
     try:
         moto.start()
-        tables = moto.create_tables(template)
-        queues = create_queues(moto, template)
-        buckets = moto.create_buckets(template)
-        log.line("watch", f"DynamoDB, Streams, SQS and S3 at {moto.endpoint}: tables {', '.join(tables)}; "
-                          f"queues {', '.join(queues) or 'none'}; buckets {', '.join(buckets) or 'none'}")
+        log.line("watch", moto.create_resources(template))
         env = {
             **os.environ,
             **variables(moto, template),

@@ -77,7 +77,9 @@ impl Mailer {
         }
     }
 
-    /// Tells a refusal of this email from a failure worth retrying. SES answers
+    /// Tells a refusal of this email from a failure worth retrying: `MessageRejected` and
+    /// `BadRequestException` are about this email, anything else (throttling, a paused account,
+    /// an outage) passes. SES answers
     /// `MessageRejected` both for an unverified recipient (this user's, for good) and for an
     /// unverified sender (ours, until someone verifies it); its message names the identities
     /// that failed, so a rejection naming the sender is retried, not recorded against the user.
@@ -109,10 +111,11 @@ impl Mailer {
         let names_sender = service_error
             .message()
             .is_some_and(|message| contains_ignoring_case(message, &self.sender));
+        // InvalidParameterValue is SES v1's name for a malformed address (what moto answers).
         let refused = matches!(
             service_error,
             SendEmailError::MessageRejected(_) | SendEmailError::BadRequestException(_)
-        );
+        ) || code == "InvalidParameterValue";
         if refused && !names_sender {
             MailError::Refused { code }
         } else {
