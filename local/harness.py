@@ -24,8 +24,9 @@ class StackFailed(AssertionError):
 
 class RunningStack:
     def __init__(self, log_path: Path, port: int, dynamodb_port: int, log_format: str = "text",
-                 issuer_port: int | None = None):
-        """With `issuer_port`, the stack requires tokens (`--auth`) from a local issuer there."""
+                 issuer_port: int | None = None, extra_args: tuple[str, ...] = ()):
+        """With `issuer_port`, the stack requires tokens (`--auth`) from a local issuer there;
+        `extra_args` go to python -m local.stack as they are."""
         self.port, self.dynamodb_port, self.log_path = port, dynamodb_port, log_path
         self.issuer_port = issuer_port
         auth = ["--auth", "--issuer-port", str(issuer_port)] if issuer_port else []
@@ -33,7 +34,7 @@ class RunningStack:
         self._log = log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "local.stack", "--port", str(port), "--dynamodb-port", str(dynamodb_port),
-             "--log-format", log_format, *auth],
+             "--log-format", log_format, *auth, *extra_args],
             cwd=ROOT,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -89,6 +90,12 @@ class RunningStack:
             ExpressionAttributeValues={":u": {"S": user_id}, ":marker": {"S": "~"}}, ConsistentRead=True,
         )["Items"]
         return items
+
+    def sent_emails(self, to: str | None = None) -> list[dict]:
+        """What moto's SES has sent (to one address, if given)."""
+        from .show import sent_emails
+        emails = sent_emails(f"http://127.0.0.1:{self.dynamodb_port}")
+        return [email for email in emails if to is None or to in email["to"]]
 
     def stop(self, signum: int = signal.SIGINT) -> int:
         self.process.send_signal(signum)

@@ -78,6 +78,12 @@ def routes_from(events_by_function: dict[LocalFunction, dict[str, dict]]) -> lis
     return sorted(routes, key=Route.priority)
 
 
+class _ApiServer(ThreadingHTTPServer):
+    # The listen backlog: socketserver's default of 5 resets connections when a few dozen
+    # clients connect at once, which API Gateway never does.
+    request_queue_size = 128
+
+
 class HttpApi:
     """A ThreadingHTTPServer in front of the functions, with the API's JWT authorizer if it
     has one (anything with `check(route_key, authorization)`, see local.jwt_authorizer)."""
@@ -87,7 +93,7 @@ class HttpApi:
         self.authorizer = authorizer
         self._log = log
         try:
-            self._server = ThreadingHTTPServer((host, port), self._handler_class())
+            self._server = _ApiServer((host, port), self._handler_class())
         except OSError as error:
             raise OSError(f"cannot serve the API on port {port}: {error.strerror}") from error
         self._server.daemon_threads = True
