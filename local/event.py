@@ -3,14 +3,16 @@
     cargo lambda invoke delete-user --invoke-address 127.0.0.1 --invoke-port 9000 \\
         --data-ascii "$(.venv/bin/python -m local.event delete --id <id from create>)"
 
-NAME is a file of events/ without `.json` (create, delete, get, update, history). --id replaces
-the user id (the body's `id` for delete, the path's for the /users/{id} routes); --email the
-body's `email` (create, update). The rest stays exactly as API Gateway sends it.
+NAME is a file of events/ without `.json` (create, delete, get, update, history, welcome). --id
+replaces the user id (the body's `id` for delete, the path's for the /users/{id} routes, every
+message's `userId` for welcome); --email the body's `email` (create, update). The rest stays
+exactly as API Gateway or Lambda's SQS mapping sends it.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 
@@ -21,6 +23,8 @@ EVENTS = ROOT / "events"
 
 def event(name: str, user_id: str | None = None, email: str | None = None) -> dict:
     sample = json.loads((EVENTS / f"{name}.json").read_text())
+    if "Records" in sample:
+        return _queue_event(name, sample, user_id, email)
     body = json.loads(sample["body"]) if sample.get("body") and not sample.get("isBase64Encoded") else None
     if user_id is not None:
         if "pathParameters" in sample:
@@ -39,6 +43,17 @@ def event(name: str, user_id: str | None = None, email: str | None = None) -> di
     if body is not None:
         sample["body"] = json.dumps(body)
         sample["headers"]["content-length"] = str(len(sample["body"]))
+    return sample
+
+
+def _queue_event(name: str, sample: dict, user_id: str | None, email: str | None) -> dict:
+    """An SQS event: every message's body names `user_id`, with its md5OfBody to match."""
+    if email is not None or any("body" not in record for record in sample["Records"]):
+        raise SystemExit(f"events/{name}.json has no email to replace, only user ids")
+    if user_id is not None:
+        for record in sample["Records"]:
+            record["body"] = json.dumps({"userId": user_id}, separators=(",", ":"))
+            record["md5OfBody"] = hashlib.md5(record["body"].encode()).hexdigest()
     return sample
 
 

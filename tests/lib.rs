@@ -17,7 +17,9 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use users_core::{HistoryRepository, TableNames, Timestamp, User, UserId, UserRepository};
+use users_core::{
+    HistoryRepository, IdempotencyStore, TableNames, Timestamp, User, UserId, UserRepository,
+};
 
 /// The time the fixed clock of these tests reads.
 pub const NOW: Timestamp = Timestamp(1_795_327_200_123);
@@ -49,6 +51,8 @@ impl LocalDynamoDb {
             "EMAILS_TABLE",
             "HISTORY_TABLE",
             "STREAM_FAILURE_BUCKET",
+            "IDEMPOTENCY_TABLE",
+            "SENDER_ADDRESS",
         ]
         .into_iter()
         .filter_map(|name| Some((name.to_owned(), std::env::var(name).ok()?)))
@@ -100,6 +104,20 @@ impl LocalDynamoDb {
     }
 }
 
+/// A plain HTTP/1.0 GET of a local URL (moto's own API), its body.
+fn http_get(url: &str) -> String {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("a local http URL");
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut stream = std::net::TcpStream::connect(host).expect("connect to moto");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").expect("send a request");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read the answer");
+    let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
+    assert!(head.starts_with("HTTP/1.") && head.contains(" 200 "), "{head}");
+    body.to_owned()
+}
+
 /// An SDK configuration for a local endpoint: moto takes any credentials.
 pub async fn local_aws_config(endpoint: &str) -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
@@ -120,6 +138,12 @@ pub struct Local {
     pub history_table: String,
     /// The bucket the stream mapping keeps the batches it gave up on in.
     pub failure_bucket: String,
+    pub sqs: aws_sdk_sqs::Client,
+    pub sesv2: aws_sdk_sesv2::Client,
+    pub idempotency_table: String,
+    /// The welcome emails' sender, verified in moto's SES.
+    pub sender: String,
+    endpoint: String,
 }
 
 impl Local {
@@ -141,7 +165,75 @@ impl Local {
             },
             history_table: local.variable("HISTORY_TABLE"),
             failure_bucket: local.variable("STREAM_FAILURE_BUCKET"),
+            sqs: aws_sdk_sqs::Client::new(&aws),
+            sesv2: aws_sdk_sesv2::Client::new(&aws),
+            idempotency_table: local.variable("IDEMPOTENCY_TABLE"),
+            sender: local.variable("SENDER_ADDRESS"),
+            endpoint: local.endpoint.clone(),
         }
+    }
+
+    /// The idempotency store as the welcome function builds it.
+    pub fn idempotency(&self) -> IdempotencyStore {
+        IdempotencyStore::new(self.dynamodb.clone(), self.idempotency_table.clone())
+    }
+
+    /// A queue of its own for one test (the template's queues are shared by every test).
+    pub async fn new_queue(&self, label: &str) -> String {
+        let name = format!("{label}-{}", UserId::random());
+        self.sqs
+            .create_queue()
+            .queue_name(name)
+            .send()
+            .await
+            .expect("create a queue")
+            .queue_url
+            .expect("a queue URL")
+    }
+
+    /// The bodies of every message on a queue, taken off it.
+    pub async fn drain(&self, queue_url: &str) -> Vec<String> {
+        let mut bodies = Vec::new();
+        loop {
+            let answer = self
+                .sqs
+                .receive_message()
+                .queue_url(queue_url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .expect("receive messages");
+            if answer.messages().is_empty() {
+                return bodies;
+            }
+            for message in answer.messages() {
+                bodies.push(message.body().unwrap_or_default().to_owned());
+                self.sqs
+                    .delete_message()
+                    .queue_url(queue_url)
+                    .set_receipt_handle(message.receipt_handle().map(str::to_owned))
+                    .send()
+                    .await
+                    .expect("delete a message");
+            }
+        }
+    }
+
+    /// The emails moto's SES has sent to `address` (its body each).
+    pub fn emails_sent_to(&self, address: &str) -> Vec<String> {
+        let data = http_get(&format!("{}/moto-api/data.json", self.endpoint));
+        let state: Value = serde_json::from_str(&data).expect("moto's state as JSON");
+        state["ses"]["Message"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|message| {
+                message["destinations"]["ToAddresses"]
+                    .as_array()
+                    .is_some_and(|to| to.iter().any(|a| a == address))
+            })
+            .map(|message| message["body"].as_str().unwrap_or_default().to_owned())
+            .collect()
     }
 
     /// The users repository as the functions build it (deletes leave the erasure marker).

@@ -108,9 +108,14 @@ impl Mailer {
             other => other.code().unwrap_or("Unknown"),
         }
         .to_owned();
-        let names_sender = service_error
-            .message()
-            .is_some_and(|message| contains_ignoring_case(message, &self.sender));
+        // The exception's own message (the error's metadata may not carry it).
+        let message = match service_error {
+            SendEmailError::MessageRejected(rejected) => rejected.message(),
+            SendEmailError::BadRequestException(bad) => bad.message(),
+            other => other.message(),
+        };
+        let names_sender =
+            message.is_some_and(|message| contains_ignoring_case(message, &self.sender));
         // InvalidParameterValue is SES v1's name for a malformed address (what moto answers).
         let refused = matches!(
             service_error,
