@@ -63,6 +63,26 @@ def test_a_create_under_watch_reaches_the_stream_function(tmp_path):
                                    ExpressionAttributeValues={":u": {"S": user["id"]}, ":marker": {"S": "~"}},
                                    ConsistentRead=True)["Items"]
             names = [item["eventName"]["S"] for item in items]
+
+        # AND the stream function forwards the new user to the welcome queue, whose mapping
+        # invokes the welcome function under watch (the user is gone by then, or not yet)
+        deadline = time.monotonic() + 300
+        while not (welcome := dynamodb.get_item(TableName="IdempotencyTable", Key={"key": {"S": f"welcome#{user['id']}"}},
+                                                ConsistentRead=True).get("Item")):
+            assert time.monotonic() < deadline, output()
+            time.sleep(0.5)
+        assert welcome["outcome"]["S"] in ("sent", "user gone"), welcome
+
+        # AND events/welcome.json, as `cargo lambda invoke --data-file` sends it: its users do
+        # not exist here, so each message is handled as a user gone (none left on the queue)
+        invoked = subprocess.run(
+            ["cargo", "lambda", "invoke", "welcome-user", "--data-file", "events/welcome.json",
+             "--invoke-address", "127.0.0.1", "--invoke-port", str(invoke_port), "--output-format", "json"],
+            cwd=ROOT, capture_output=True, text=True, timeout=300,
+            env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
+        )
+        assert invoked.returncode == 0, invoked.stderr
+        assert json.loads(invoked.stdout) == {"batchItemFailures": []}, invoked.stdout
     finally:
         watch.send_signal(signal.SIGINT)
         code = watch.wait(timeout=60)
