@@ -22,7 +22,10 @@ def test_functions_get_their_tables_and_settings():
     specs = {spec.name: spec for spec in functions(TEMPLATE)}
     assert specs["CreateUserFunction"].binary == "create-user"
     assert specs["CreateUserFunction"].environment == {"USERS_TABLE": "UsersTable", "EMAILS_TABLE": "EmailsTable"}
-    assert specs["UserStreamFunction"].environment == {"HISTORY_TABLE": "HistoryTable"}
+    # !Ref of a queue is its URL on AWS; without a local stack's URLs, its logical id.
+    assert specs["UserStreamFunction"].environment == {"HISTORY_TABLE": "HistoryTable", "WELCOME_QUEUE_URL": "WelcomeQueue"}
+    assert specs["WelcomeUserFunction"].environment == {
+        "USERS_TABLE": "UsersTable", "IDEMPOTENCY_TABLE": "IdempotencyTable", "SENDER_ADDRESS": "welcome@example.com"}
     assert specs["UserStreamFunction"].timeout == 30  # its own Timeout over the Globals' 10
     assert specs["DeleteUserFunction"].timeout == 10
 
@@ -37,6 +40,10 @@ def test_every_role_names_only_its_own_resources():
         assert "ManagedPolicyArns" not in props, name
         for policy in props["Policies"]:
             for statement in policy["PolicyDocument"]["Statement"]:
+                if "Fn::If" in statement:  # a statement only some parameters grant
+                    condition, granted, otherwise = statement["Fn::If"]
+                    assert otherwise == {"Ref": "AWS::NoValue"}, name
+                    statement = granted
                 resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
                 actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
                 if resources == ["*"] and set(actions) <= ACTIONS_WITHOUT_A_RESOURCE_TYPE:
@@ -96,19 +103,21 @@ def test_failed_stream_batches_are_kept_whole_in_a_private_expiring_tls_only_buc
     assert tls_only["Effect"] == "Deny" and tls_only["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
     # The stream function's role may do exactly what Lambda's S3 destination needs there.
-    statements = TEMPLATE.resources["UserStreamRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    statements = [s for s in TEMPLATE.resources["UserStreamRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+                  if "Fn::If" not in s]
     s3 = sorted((s["Action"], json.dumps(s["Resource"], sort_keys=True)) for s in statements if str(s["Action"]).startswith("s3:"))
     assert s3 == [
         ("s3:ListBucket", json.dumps({"Fn::GetAtt": ["StreamFailureBucket", "Arn"]})),
         ("s3:PutObject", json.dumps({"Fn::Sub": "${StreamFailureBucket.Arn}/*"})),
     ]
-    assert "AWS::SQS::Queue" not in {r["Type"] for r in TEMPLATE.resources.values()}
+    # The only queues are the welcome queue and its DLQ: no stream failures go to SQS.
+    assert set(TEMPLATE.of_type("AWS::SQS::Queue")) == {"WelcomeQueue", "WelcomeDeadLetterQueue"}
 
 
 def test_every_alarm_notifies_the_one_topic_and_the_email_is_optional():
     alarms = TEMPLATE.of_type("AWS::CloudWatch::Alarm")
     assert set(alarms) == {"FailedStreamBatchAlarm", "DroppedStreamRecordsAlarm", "StreamIteratorAgeAlarm",
-                           "FunctionErrorsAlarm", "FunctionThrottlesAlarm", "Api5xxAlarm"}
+                           "FunctionErrorsAlarm", "FunctionThrottlesAlarm", "Api5xxAlarm", "WelcomeDeadLetterAlarm"}
     # The metric each watches, exactly: a misspelt name or dimension makes an alarm that never fires.
     mapping = [{"Name": "EventSourceMappingUUID", "Value": {"Ref": "UserStreamFunctionUsersStream"}}]
     watched = {name: (a["Properties"].get("Namespace"), a["Properties"].get("MetricName"), a["Properties"].get("Dimensions"))
@@ -118,13 +127,15 @@ def test_every_alarm_notifies_the_one_topic_and_the_email_is_optional():
         "DroppedStreamRecordsAlarm": ("AWS/Lambda", "DroppedEventCount", mapping),
         "StreamIteratorAgeAlarm": ("AWS/Lambda", "IteratorAge", [{"Name": "FunctionName", "Value": {"Ref": "UserStreamFunction"}}]),
         "Api5xxAlarm": ("AWS/ApiGateway", "5xx", [{"Name": "ApiId", "Value": {"Ref": "UsersApi"}}, {"Name": "Stage", "Value": "$default"}]),
+        "WelcomeDeadLetterAlarm": ("AWS/SQS", "ApproximateNumberOfMessagesVisible",
+                                   [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["WelcomeDeadLetterQueue", "QueueName"]}}]),
     }
     # SAM names the mapping it makes for the UsersStream event <Function><Event>; it must emit the
     # mapping's own metrics for the first two to exist.
     events = TEMPLATE.resources["UserStreamFunction"]["Properties"]["Events"]
     assert "UsersStream" in events and events["UsersStream"]["Properties"]["MetricsConfig"] == {"Metrics": ["EventCount"]}
     for name in ("FunctionErrorsAlarm", "FunctionThrottlesAlarm"):
-        queries = alarms[name]["Properties"]["Metrics"]
+        queries = [q["Fn::If"][1] if "Fn::If" in q else q for q in alarms[name]["Properties"]["Metrics"]]
         metric = "Errors" if name == "FunctionErrorsAlarm" else "Throttles"
         assert all(q["MetricStat"]["Metric"]["Namespace"] == "AWS/Lambda" and q["MetricStat"]["Metric"]["MetricName"] == metric
                    for q in queries if "MetricStat" in q), name
@@ -133,7 +144,42 @@ def test_every_alarm_notifies_the_one_topic_and_the_email_is_optional():
         assert len(alarm["Properties"]["AlarmDescription"]) > 40, name
     functions = set(TEMPLATE.of_type("AWS::Serverless::Function"))
     for name in ("FunctionErrorsAlarm", "FunctionThrottlesAlarm"):
-        watched = {q["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"]
-                   for q in alarms[name]["Properties"]["Metrics"] if "MetricStat" in q}
+        queries = [q["Fn::If"][1] if "Fn::If" in q else q for q in alarms[name]["Properties"]["Metrics"]]
+        watched = {q["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"] for q in queries if "MetricStat" in q}
         assert watched == functions, name
     assert TEMPLATE.resources["AlarmEmailSubscription"]["Condition"] == "HasAlarmEmail"
+
+
+def test_without_a_sender_there_is_no_welcome_queue_function_or_table():
+    plain = Template.load(parameters={})
+    assert plain.parameters["WelcomeSender"] == ""
+    for name in ("WelcomeQueue", "WelcomeDeadLetterQueue", "WelcomeUserFunction", "WelcomeUserRole",
+                 "IdempotencyTable", "WelcomeDeadLetterAlarm", "WelcomeUserLogGroup"):
+        assert not plain.exists(name), name
+        assert TEMPLATE.exists(name), name
+    specs = {spec.name: spec for spec in functions(plain)}
+    assert "WelcomeUserFunction" not in specs
+    assert specs["UserStreamFunction"].environment["WELCOME_QUEUE_URL"] == ""
+
+
+def test_the_welcome_queue_settings_hold():
+    queue = TEMPLATE.resources["WelcomeQueue"]["Properties"]
+    dead_letters = TEMPLATE.resources["WelcomeDeadLetterQueue"]["Properties"]
+    function = TEMPLATE.resources["WelcomeUserFunction"]["Properties"]
+    # Lambda's advice for an SQS mapping: a visibility timeout at least six times the function's.
+    assert queue["VisibilityTimeout"] >= 6 * function["Timeout"]
+    assert queue["RedrivePolicy"] == {"deadLetterTargetArn": {"Fn::GetAtt": ["WelcomeDeadLetterQueue", "Arn"]},
+                                      "maxReceiveCount": 5}
+    assert queue["SqsManagedSseEnabled"] is True and dead_letters["SqsManagedSseEnabled"] is True
+    # The DLQ keeps what it gets longer than the queue would have.
+    assert dead_letters["MessageRetentionPeriod"] > queue["MessageRetentionPeriod"]
+    event = function["Events"]["WelcomeQueue"]["Properties"]
+    assert event["Queue"] == {"Fn::GetAtt": ["WelcomeQueue", "Arn"]}
+    assert event["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert event["BatchSize"] == 10
+    alarm = TEMPLATE.resources["WelcomeDeadLetterAlarm"]["Properties"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["WelcomeDeadLetterQueue", "QueueName"]}}]
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+    table = TEMPLATE.resources["IdempotencyTable"]["Properties"]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}

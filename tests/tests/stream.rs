@@ -237,7 +237,8 @@ fn every_sample_event_has_a_test() {
             "get.json",
             "history.json",
             "stream.json",
-            "update.json"
+            "update.json",
+            "welcome.json"
         ]
     );
 }
