@@ -78,6 +78,17 @@ class Data:
             })
         return user_id
 
+    def welcome_batch(self, size: int) -> dict:
+        """An SQS batch of `size` welcome messages for new users, as Lambda delivers it."""
+        template = sample("welcome")["Records"][0]
+        records = []
+        for _ in range(size):
+            record = json.loads(json.dumps(template))
+            record["messageId"] = str(uuid.uuid4())
+            record["body"] = json.dumps({"userId": self.user()}, separators=(",", ":"))
+            records.append(record)
+        return {"Records": records}
+
     def batch(self, size: int) -> dict:
         """A stream batch of `size` INSERTs of distinct users, as Lambda delivers it."""
         template = sample("stream")["Records"][0]
@@ -122,7 +133,7 @@ def failed(subject: Subject, invocation) -> bool:
     if invocation.error is not None:
         return True
     payload = invocation.payload
-    if subject.kind == "stream":
+    if subject.kind in ("stream", "queue"):
         return not isinstance(payload, dict) or bool(payload.get("batchItemFailures"))
     if subject.kind == "http":
         return not isinstance(payload, dict) or payload.get("statusCode") != subject.expected_status
@@ -185,13 +196,16 @@ def main(argv: list[str] | None = None) -> int:
     ca, leaf, key = make_ca_and_leaf(workdir)
     template = Template.load()
     with MotoServer() as moto:
-        moto.create_tables(template)
+        moto.create_resources(template)  # tables, queues, and the welcome sender verified in SES
+        welcome_queue = template.refs["WelcomeQueue"]
         terminator = TlsTerminator(moto.port, leaf, key)
         data = Data(moto)
         base = {
             "PATH": os.environ.get("PATH", ""), **CREDENTIALS,
-            "AWS_ENDPOINT_URL_DYNAMODB": terminator.endpoint, "SSL_CERT_FILE": str(ca), "NODE_EXTRA_CA_CERTS": str(ca),
+            "AWS_ENDPOINT_URL_DYNAMODB": terminator.endpoint, "AWS_ENDPOINT_URL_SQS": terminator.endpoint,
+            "AWS_ENDPOINT_URL_SESV2": terminator.endpoint, "SSL_CERT_FILE": str(ca), "NODE_EXTRA_CA_CERTS": str(ca),
             "USERS_TABLE": "UsersTable", "EMAILS_TABLE": "EmailsTable", "HISTORY_TABLE": "HistoryTable",
+            "IDEMPOTENCY_TABLE": "IdempotencyTable", "SENDER_ADDRESS": template.parameters["WelcomeSender"],
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST", "AWS_LAMBDA_LOG_FORMAT": "JSON", "AWS_LAMBDA_LOG_LEVEL": "INFO",
         }
         email = lambda: {"email": f"{uuid.uuid4().hex[:12]}@bench.test"}
@@ -222,6 +236,16 @@ def main(argv: list[str] | None = None) -> int:
             stream_subjects.append(rust(f"user-stream, {size} records", "user-stream", lambda size=size: data.batch(size), None, "stream"))
             if with_node:
                 stream_subjects.append(peer(f"node peer: stream, {size} records", "stream", lambda size=size: data.batch(size), None, "stream"))
+
+        # The welcome side: a stream batch of new users forwarded to the welcome queue too, and
+        # the welcome function on SQS batches of ten (its BatchSize).
+        size = args.batches[0]
+        forwarding = rust(f"user-stream + welcome queue, {size} INSERTs", "user-stream", lambda: data.batch(size), None, "stream")
+        forwarding.env["WELCOME_QUEUE_URL"] = welcome_queue
+        stream_subjects += [
+            forwarding,
+            rust("welcome-user, 10 messages", "welcome-user", lambda: data.welcome_batch(10), None, "queue"),
+        ]
 
         errors = 0
         for memory in args.memory:
@@ -269,7 +293,7 @@ def report(memory: int, share: CpuShare, results: dict[str, Figures], stream: di
               f"{median(f.warm_ms):.1f} | {p90(f.warm_ms):.1f} | {median(f.init_cpu_ms):.1f} | {median(f.first_cpu_ms):.1f} | "
               f"{max(f.rss_mb):.1f} | {f.errors} | {'; '.join(targets)} |")
     if stream:
-        print("\n| stream subject | cold batch ms | warm batch ms (median) | DynamoDB requests per batch | peak RSS MB | errors | targets (128 MB) |")
+        print("\n| batch subject | cold batch ms | warm batch ms (median) | DynamoDB + SQS requests per batch | peak RSS MB | errors | targets (128 MB) |")
         print("|---|---|---|---|---|---|---|")
         for name, f in stream.items():
             targets = []

@@ -3,7 +3,7 @@
 rustls/webpki reject a self-signed certificate used as its own trust anchor, so the functions
 trust a small CA (SSL_CERT_FILE, NODE_EXTRA_CA_CERTS) that signs the terminator's leaf. The
 terminator is one asyncio loop piping both directions of each connection (an ssl socket shared
-by two threads corrupts the stream). It counts DynamoDB requests (their x-amz-target headers).
+by two threads corrupts the stream). It counts DynamoDB and SQS requests (their x-amz-target headers; SES v2 has none).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ class TlsTerminator:
 
     def __init__(self, backend_port: int, certificate: Path, key: Path):
         self.backend_port = backend_port
-        self.requests = 0  # DynamoDB requests seen (x-amz-target headers)
+        self.requests = 0  # DynamoDB and SQS requests seen (x-amz-target headers)
         self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self._context.load_cert_chain(certificate, key)
         self._loop = asyncio.new_event_loop()

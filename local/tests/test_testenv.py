@@ -62,5 +62,5 @@ def test_the_commands_status_is_returned_and_nothing_outlives_it(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 3
-    assert "local DynamoDB at http://127.0.0.1:" in result.stdout
+    assert "local DynamoDB, Streams, SQS, S3 and SES at http://127.0.0.1:" in result.stdout
     wait_for(lambda: not alive(int(pids.read_text())), timeout=15)

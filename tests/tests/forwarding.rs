@@ -22,7 +22,10 @@ async fn failures(consumer: &StreamConsumer, records: Vec<Value>) -> Vec<String>
 }
 
 fn sequence_number(record: &Value) -> String {
-    record["dynamodb"]["SequenceNumber"].as_str().unwrap().to_owned()
+    record["dynamodb"]["SequenceNumber"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 #[tokio::test]
@@ -63,12 +66,18 @@ async fn a_queue_that_cannot_be_reached_fails_the_inserts_and_nothing_else() {
     users.delete(user.id).await.unwrap();
     let records = local.stream_records_of(&[user.id]).await;
     let [insert, remove] = [&records[0], &records[1]];
-    assert_eq!((insert["eventName"].as_str(), remove["eventName"].as_str()), (Some("INSERT"), Some("REMOVE")));
+    assert_eq!(
+        (insert["eventName"].as_str(), remove["eventName"].as_str()),
+        (Some("INSERT"), Some("REMOVE"))
+    );
 
     let missing = format!("{}-gone", local.new_queue("deleted").await);
     let consumer = StreamConsumer::new(local.history())
         .with_welcome(WelcomeQueue::new(local.sqs.clone(), missing));
-    assert_eq!(failures(&consumer, records.clone()).await, [sequence_number(insert)]);
+    assert_eq!(
+        failures(&consumer, records.clone()).await,
+        [sequence_number(insert)]
+    );
     // The history has both all the same: a retry writes the same items again.
     assert_eq!(local.history().entries_for(user.id).await.unwrap().len(), 2);
 }
@@ -81,11 +90,15 @@ async fn a_message_sqs_failed_or_did_not_mention_fails_its_record_across_request
     let users = local.users();
     let mut ids: Vec<UserId> = Vec::new();
     for n in 0..12 {
-        ids.push(registered_user(&users, &unique_email(&format!("batch{n}"))).await.id);
+        ids.push(
+            registered_user(&users, &unique_email(&format!("batch{n}")))
+                .await
+                .id,
+        );
     }
     let records = local.stream_records_of(&ids).await;
-    let half_acknowledged = mock!(aws_sdk_sqs::Client::send_message_batch).then_compute_output(
-        |input| {
+    let half_acknowledged =
+        mock!(aws_sdk_sqs::Client::send_message_batch).then_compute_output(|input| {
             let mut output = SendMessageBatchOutput::builder()
                 .set_successful(Some(Vec::new()))
                 .set_failed(Some(Vec::new()));
@@ -115,8 +128,7 @@ async fn a_message_sqs_failed_or_did_not_mention_fails_its_record_across_request
                 }
             }
             output.build().unwrap()
-        },
-    );
+        });
     let sqs = mock_client!(aws_sdk_sqs, RuleMode::MatchAny, &[&half_acknowledged]);
     let consumer =
         StreamConsumer::new(local.history()).with_welcome(WelcomeQueue::new(sqs, "queue-url"));

@@ -14,7 +14,11 @@ fn in_a_minute() -> SystemTime {
 }
 
 async fn claimed(store: &IdempotencyStore, key: &str, hold_until: SystemTime) -> users_core::Claim {
-    match store.claim(key, hold_until, Deadline::none()).await.unwrap() {
+    match store
+        .claim(key, hold_until, Deadline::none())
+        .await
+        .unwrap()
+    {
         Attempt::Claimed(claim) => claim,
         other => panic!("expected a claim, got {other:?}"),
     }
@@ -62,10 +66,16 @@ async fn a_completed_key_answers_its_outcome_and_is_not_claimed_again_after_its_
     let store = Local::connect().await.idempotency();
     let key = key("done");
     let claim = claimed(&store, &key, SystemTime::now() + Duration::from_millis(300)).await;
-    store.complete(&claim, "sent", Deadline::none()).await.unwrap();
+    store
+        .complete(&claim, "sent", Deadline::none())
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(
-        store.claim(&key, in_a_minute(), Deadline::none()).await.unwrap(),
+        store
+            .claim(&key, in_a_minute(), Deadline::none())
+            .await
+            .unwrap(),
         Attempt::Done {
             outcome: "sent".into()
         }
@@ -80,7 +90,10 @@ async fn a_crash_between_claim_and_work_is_taken_over_once_its_hold_passes() {
     let hold = SystemTime::now() + Duration::from_millis(500);
     let crashed = claimed(&store, &key, hold).await;
     // WHEN another delivery comes before the hold passes THEN it waits
-    let early = store.claim(&key, in_a_minute(), Deadline::none()).await.unwrap();
+    let early = store
+        .claim(&key, in_a_minute(), Deadline::none())
+        .await
+        .unwrap();
     assert!(
         matches!(early, Attempt::InProgress { held_until } if held_until >= hold - Duration::from_millis(1)),
         "{early:?}"
@@ -95,7 +108,10 @@ async fn a_crash_between_claim_and_work_is_taken_over_once_its_hold_passes() {
     ));
     store.release(&crashed, Deadline::none()).await.unwrap();
     assert!(matches!(
-        store.claim(&key, in_a_minute(), Deadline::none()).await.unwrap(),
+        store
+            .claim(&key, in_a_minute(), Deadline::none())
+            .await
+            .unwrap(),
         Attempt::InProgress { .. }
     ));
     store
@@ -123,7 +139,10 @@ async fn a_record_past_its_expiry_counts_as_absent_before_the_ttl_removes_it() {
     let store = local.idempotency().keep_for(Duration::from_secs(1));
     let key = key("expired");
     let claim = claimed(&store, &key, in_a_minute()).await;
-    store.complete(&claim, "sent", Deadline::none()).await.unwrap();
+    store
+        .complete(&claim, "sent", Deadline::none())
+        .await
+        .unwrap();
     // expiresAt is in whole seconds: two seconds later it has passed.
     tokio::time::sleep(Duration::from_millis(2100)).await;
     claimed(&store, &key, in_a_minute()).await;

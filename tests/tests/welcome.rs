@@ -99,7 +99,10 @@ async fn the_sample_event_is_handled_and_each_user_gets_one_email_naming_its_id(
     }
     // The two race for the claim: one sends, the other is told to come back.
     assert_eq!(failed_positions(&welcomer, event.clone()).await.len(), 1);
-    assert_eq!(failed_positions(&welcomer, event).await, Vec::<usize>::new());
+    assert_eq!(
+        failed_positions(&welcomer, event).await,
+        Vec::<usize>::new()
+    );
     let sent = local.emails_sent_to(&email);
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert!(sent[0].contains(&user.id.to_string()), "{}", sent[0]);
@@ -162,7 +165,10 @@ async fn a_deleted_user_gets_nothing_and_a_malformed_message_fails_alone() {
         welcome_of(gone_user.id),
         "{\"userId\": \"not-a-uuid\"}".to_owned(),
         welcome_of(kept_user.id),
-        format!("{{\"userId\": \"{}\", \"email\": \"{kept}\"}}", kept_user.id),
+        format!(
+            "{{\"userId\": \"{}\", \"email\": \"{kept}\"}}",
+            kept_user.id
+        ),
     ]);
     assert_eq!(failed_positions(&welcomer, event).await, [1, 3]);
     assert!(local.emails_sent_to(&gone).is_empty());
@@ -192,8 +198,15 @@ async fn a_recipient_refused_for_good_is_recorded_and_not_tried_again() {
         format!("Email address is not verified. The following identities failed the check in region US-EAST-1: {email}")
             .into_boxed_str(),
     );
-    let refusing = welcomer(&local, Mailer::new(ses_rejecting(message), local.sender.clone()));
-    assert!(failed_positions(&refusing, sqs_event(&[welcome_of(user.id)])).await.is_empty());
+    let refusing = welcomer(
+        &local,
+        Mailer::new(ses_rejecting(message), local.sender.clone()),
+    );
+    assert!(
+        failed_positions(&refusing, sqs_event(&[welcome_of(user.id)]))
+            .await
+            .is_empty()
+    );
     assert_eq!(
         outcome_of(&local, user.id).await,
         Attempt::Done {
@@ -202,7 +215,11 @@ async fn a_recipient_refused_for_good_is_recorded_and_not_tried_again() {
     );
     // Delivered again, even to a working SES: recorded, so nothing is sent.
     let working = welcomer(&local, moto_ses(&local));
-    assert!(failed_positions(&working, sqs_event(&[welcome_of(user.id)])).await.is_empty());
+    assert!(
+        failed_positions(&working, sqs_event(&[welcome_of(user.id)]))
+            .await
+            .is_empty()
+    );
     assert!(local.emails_sent_to(&email).is_empty());
 }
 
@@ -220,11 +237,16 @@ async fn ses_refusing_the_sender_or_throttling_is_retried_and_the_claim_released
     );
     let throttling = mock!(aws_sdk_sesv2::Client::send_email).then_error(|| {
         SendEmailError::TooManyRequestsException(
-            TooManyRequestsException::builder().message("Maximum sending rate exceeded.").build(),
+            TooManyRequestsException::builder()
+                .message("Maximum sending rate exceeded.")
+                .build(),
         )
     });
     let failing = [
-        welcomer(&local, Mailer::new(ses_rejecting(unverified_sender), local.sender.clone())),
+        welcomer(
+            &local,
+            Mailer::new(ses_rejecting(unverified_sender), local.sender.clone()),
+        ),
         welcomer(
             &local,
             Mailer::new(
@@ -234,17 +256,28 @@ async fn ses_refusing_the_sender_or_throttling_is_retried_and_the_claim_released
         ),
     ];
     for welcomer in &failing {
-        assert_eq!(failed_positions(welcomer, sqs_event(&[welcome_of(user.id)])).await, [0]);
+        assert_eq!(
+            failed_positions(welcomer, sqs_event(&[welcome_of(user.id)])).await,
+            [0]
+        );
         // Released: the next delivery may claim it at once.
         let next = outcome_of(&local, user.id).await;
         let Attempt::Claimed(claim) = next else {
             panic!("the claim was not released: {next:?}")
         };
-        local.idempotency().release(&claim, Deadline::none()).await.unwrap();
+        local
+            .idempotency()
+            .release(&claim, Deadline::none())
+            .await
+            .unwrap();
     }
     // SES back: sent once.
     let working = welcomer(&local, moto_ses(&local));
-    assert!(failed_positions(&working, sqs_event(&[welcome_of(user.id)])).await.is_empty());
+    assert!(
+        failed_positions(&working, sqs_event(&[welcome_of(user.id)]))
+            .await
+            .is_empty()
+    );
     assert_eq!(local.emails_sent_to(&email).len(), 1);
 }
 
@@ -258,10 +291,21 @@ async fn an_email_sent_is_not_sent_again_when_ses_answers_ok() {
         .then_output(|| SendEmailOutput::builder().message_id("m-1").build());
     let mocked = welcomer(
         &local,
-        Mailer::new(mock_client!(aws_sdk_sesv2, RuleMode::MatchAny, &[&ok]), local.sender.clone()),
+        Mailer::new(
+            mock_client!(aws_sdk_sesv2, RuleMode::MatchAny, &[&ok]),
+            local.sender.clone(),
+        ),
     );
-    assert!(failed_positions(&mocked, sqs_event(&[welcome_of(user.id)])).await.is_empty());
+    assert!(
+        failed_positions(&mocked, sqs_event(&[welcome_of(user.id)]))
+            .await
+            .is_empty()
+    );
     assert_eq!(ok.num_calls(), 1);
-    assert!(failed_positions(&mocked, sqs_event(&[welcome_of(user.id)])).await.is_empty());
+    assert!(
+        failed_positions(&mocked, sqs_event(&[welcome_of(user.id)]))
+            .await
+            .is_empty()
+    );
     assert_eq!(ok.num_calls(), 1, "a second delivery sent again");
 }
