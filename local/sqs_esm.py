@@ -51,7 +51,7 @@ class QueueSettings:
             batch_size=int(props.get("BatchSize", 10)),
             batching_window=float(props.get("MaximumBatchingWindowInSeconds", 0)),
             report_batch_item_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
-            enabled=bool(props.get("Enabled", True)),
+            enabled=str(props.get("Enabled", True)).lower() != "false",
         )
 
 
@@ -91,8 +91,14 @@ def messages_to_delete(batch: list[dict], outcome: Outcome, report_batch_item_fa
         return []
     if not report_batch_item_failures:
         return batch
-    payload = outcome.payload if isinstance(outcome.payload, dict) else {}
+    payload = outcome.payload
+    if payload is None:
+        return batch  # no response at all: every message succeeded
+    if not isinstance(payload, dict):
+        return []  # not a batch response: an invalid response fails the whole batch
     failures = payload.get("batchItemFailures") or []
+    if not isinstance(failures, list):
+        return []
     ids = {message["messageId"] for message in batch}
     failed = set()
     for failure in failures:

@@ -39,7 +39,7 @@ STATE = ROOT / ".local"
 # Stream event properties the local event source mapping does not model.
 UNSUPPORTED_STREAM_PROPERTIES = {"ParallelizationFactor", "TumblingWindowInSeconds"}
 # SQS event properties the local mapping does not model (it runs one batch at a time).
-UNSUPPORTED_QUEUE_PROPERTIES = {"FilterCriteria"}
+UNSUPPORTED_QUEUE_PROPERTIES = {"FilterCriteria", "ScalingConfig"}
 # Execution environments per function: enough for the races two or three clients can cause, few
 # enough for a laptop (each is a process of a few MB, started only when the others are busy).
 DEFAULT_CONCURRENCY = 4
@@ -235,7 +235,7 @@ Every route needs a token (reads users/read, writes users/write), as with the te
 """
         bearer = ' -H "Authorization: Bearer $TOKEN"'
     queue_url = stack.template.refs.get("WelcomeQueue")
-    welcome_queue = f" \\\n      --welcome-queue-url {queue_url}" if queue_url else ""
+    welcome_queue = f" \\\n      --welcome-queue-url {queue_url}" if queue_url else " --no-welcome"
     return f"""
 Users API running at {url}
 {routes}

@@ -278,6 +278,15 @@ def test_records_that_exhaust_their_retries_are_kept_whole_and_replayed_exactly_
         assert second.returncode == 0 and ": 0 kept failure(s)" in second.stdout, second.stdout
         assert stack.history(user["id"]) == history
 
+        # AND the new user is welcomed once (the INSERT was forwarded on every try and again by
+        # the replay), under the address it has now
+        deadline = time.monotonic() + 30
+        while not stack.sent_emails(to="renamed-kept@test.com") and time.monotonic() < deadline:
+            time.sleep(0.3)
+        time.sleep(1)
+        assert len(stack.sent_emails(to="renamed-kept@test.com")) == 1, stack.output()
+        assert stack.sent_emails(to="kept@test.com") == []
+
         # AND the history reads back through the API as if nothing had failed, and goes on: a
         # delete now is recorded (and erases the addresses) as usual
         status, page = stack.call("GET", f"/users/{user['id']}/history")
@@ -309,10 +318,11 @@ def wait_for_kept_failures(stack: RunningStack, count: int, timeout: float = 60)
 
 
 def replay_failures(stack: RunningStack, *flags: str) -> subprocess.CompletedProcess:
-    """The replay command, as an operator runs it against the local stack."""
+    """The replay command, as an operator runs it against the local stack (which has a welcome queue)."""
+    queue_url = stack.aws("sqs").get_queue_url(QueueName="WelcomeQueue")["QueueUrl"]
     return subprocess.run(
         [str(ROOT / "target" / "debug" / "replay-failures"), "--endpoint", f"http://127.0.0.1:{stack.dynamodb_port}",
-         "--bucket", "StreamFailureBucket", "--history-table", "HistoryTable", *flags],
+         "--bucket", "StreamFailureBucket", "--history-table", "HistoryTable", "--welcome-queue-url", queue_url, *flags],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
         env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
     )

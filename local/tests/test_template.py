@@ -1,7 +1,11 @@
 """template.yaml as the local stack reads it, and its least-privilege promise."""
 
 import json
+import re
 
+from cfnlint.decode import decode
+
+from local.template import TEMPLATE as TEMPLATE_PATH
 from local.template import Template, functions
 
 TEMPLATE = Template.load()
@@ -183,3 +187,12 @@ def test_the_welcome_queue_settings_hold():
     assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
     table = TEMPLATE.resources["IdempotencyTable"]["Properties"]
     assert table["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}
+
+
+def test_the_sender_must_be_a_bare_address():
+    parameters = decode(str(TEMPLATE_PATH))[0]["Parameters"]
+    pattern = re.compile(parameters["WelcomeSender"]["AllowedPattern"])
+    for accepted in ("", "welcome@example.com", "no-reply@mail.example.co.uk"):
+        assert pattern.fullmatch(accepted), accepted
+    for refused in ("Welcome <welcome@example.com>", "welcome", "a@b", "a b@example.com", "a@b.com, c@d.com"):
+        assert not pattern.fullmatch(refused), refused

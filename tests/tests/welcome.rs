@@ -23,7 +23,7 @@ fn welcomer(local: &Local, mailer: Mailer) -> Welcomer {
 }
 
 fn moto_ses(local: &Local) -> Mailer {
-    Mailer::new(local.sesv2.clone(), local.sender.clone())
+    Mailer::new(local.sesv2.clone(), &local.sender)
 }
 
 /// `events/welcome.json` (an SQS event as Lambda delivers it) with one message per body given,
@@ -198,10 +198,7 @@ async fn a_recipient_refused_for_good_is_recorded_and_not_tried_again() {
         format!("Email address is not verified. The following identities failed the check in region US-EAST-1: {email}")
             .into_boxed_str(),
     );
-    let refusing = welcomer(
-        &local,
-        Mailer::new(ses_rejecting(message), local.sender.clone()),
-    );
+    let refusing = welcomer(&local, Mailer::new(ses_rejecting(message), &local.sender));
     assert!(
         failed_positions(&refusing, sqs_event(&[welcome_of(user.id)]))
             .await
@@ -245,13 +242,13 @@ async fn ses_refusing_the_sender_or_throttling_is_retried_and_the_claim_released
     let failing = [
         welcomer(
             &local,
-            Mailer::new(ses_rejecting(unverified_sender), local.sender.clone()),
+            Mailer::new(ses_rejecting(unverified_sender), &local.sender),
         ),
         welcomer(
             &local,
             Mailer::new(
                 mock_client!(aws_sdk_sesv2, RuleMode::MatchAny, &[&throttling]),
-                local.sender.clone(),
+                &local.sender,
             ),
         ),
     ];
@@ -293,7 +290,7 @@ async fn an_email_sent_is_not_sent_again_when_ses_answers_ok() {
         &local,
         Mailer::new(
             mock_client!(aws_sdk_sesv2, RuleMode::MatchAny, &[&ok]),
-            local.sender.clone(),
+            &local.sender,
         ),
     );
     assert!(
@@ -308,4 +305,128 @@ async fn an_email_sent_is_not_sent_again_when_ses_answers_ok() {
             .is_empty()
     );
     assert_eq!(ok.num_calls(), 1, "a second delivery sent again");
+}
+
+#[tokio::test]
+async fn an_answer_that_does_not_say_whether_ses_sent_keeps_the_claim_until_its_hold() {
+    // GIVEN SES answering 500 (it may have sent the email before failing)
+    let local = Local::connect().await;
+    let email = unique_email("unanswered");
+    let user = registered_user(&local.users(), &email).await;
+    let failing = mock!(aws_sdk_sesv2::Client::send_email).then_http_response(|| {
+        aws_sdk_sesv2::config::http::HttpResponse::new(
+            aws_smithy_runtime_api::http::StatusCode::try_from(500).unwrap(),
+            aws_smithy_types::body::SdkBody::from(r#"{"message":"internal failure"}"#),
+        )
+    });
+    let unanswered = welcomer(
+        &local,
+        Mailer::new(
+            mock_client!(aws_sdk_sesv2, RuleMode::MatchAny, &[&failing]),
+            &local.sender,
+        ),
+    );
+    // THEN the message comes back, sent once by SES's one attempt (no retry of the SDK's)
+    assert_eq!(
+        failed_positions(&unanswered, sqs_event(&[welcome_of(user.id)])).await,
+        [0]
+    );
+    assert_eq!(failing.num_calls(), 1);
+    // AND the claim is kept, not released: a copy delivered meanwhile sends nothing
+    assert!(matches!(
+        outcome_of(&local, user.id).await,
+        Attempt::InProgress { .. }
+    ));
+    let working = welcomer(&local, moto_ses(&local));
+    assert_eq!(
+        failed_positions(&working, sqs_event(&[welcome_of(user.id)])).await,
+        [0]
+    );
+    assert!(local.emails_sent_to(&email).is_empty());
+}
+
+#[tokio::test]
+async fn a_stored_address_that_is_no_address_is_refused_without_asking_ses() {
+    let local = Local::connect().await;
+    let id = UserId::random();
+    local
+        .dynamodb
+        .put_item()
+        .table_name(&local.tables.users)
+        .item(
+            "id",
+            aws_sdk_dynamodb::types::AttributeValue::S(id.to_string()),
+        )
+        .item(
+            "email",
+            aws_sdk_dynamodb::types::AttributeValue::S("no-domain".into()),
+        )
+        .item(
+            "timestamp",
+            aws_sdk_dynamodb::types::AttributeValue::N("1".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    let never = mock!(aws_sdk_sesv2::Client::send_email)
+        .then_output(|| SendEmailOutput::builder().message_id("m").build());
+    let welcomer = welcomer(
+        &local,
+        Mailer::new(
+            mock_client!(aws_sdk_sesv2, RuleMode::MatchAny, &[&never]),
+            &local.sender,
+        ),
+    );
+    assert!(
+        failed_positions(&welcomer, sqs_event(&[welcome_of(id)]))
+            .await
+            .is_empty()
+    );
+    assert_eq!(never.num_calls(), 0);
+    assert_eq!(
+        outcome_of(&local, id).await,
+        Attempt::Done {
+            outcome: "refused: InvalidAddress".into()
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_rejection_that_names_someone_else_or_a_bad_request_is_retried_not_recorded() {
+    let local = Local::connect().await;
+    let email = unique_email("lookalike");
+    let user = registered_user(&local.users(), &email).await;
+    // "x" + the address is another recipient; a BadRequestException names nobody.
+    let other: &'static str = Box::leak(
+        format!("Email address is not verified. The following identities failed the check in region US-EAST-1: x{email}")
+            .into_boxed_str(),
+    );
+    let bad_request = mock!(aws_sdk_sesv2::Client::send_email).then_error(|| {
+        SendEmailError::BadRequestException(
+            aws_sdk_sesv2::types::error::BadRequestException::builder()
+                .message("Illegal address")
+                .build(),
+        )
+    });
+    for mailer in [
+        Mailer::new(ses_rejecting(other), &local.sender),
+        Mailer::new(
+            mock_client!(aws_sdk_sesv2, RuleMode::MatchAny, &[&bad_request]),
+            &local.sender,
+        ),
+    ] {
+        let welcomer = welcomer(&local, mailer);
+        assert_eq!(
+            failed_positions(&welcomer, sqs_event(&[welcome_of(user.id)])).await,
+            [0]
+        );
+        let Attempt::Claimed(claim) = outcome_of(&local, user.id).await else {
+            panic!("the claim was not released")
+        };
+        local
+            .idempotency()
+            .release(&claim, Deadline::none())
+            .await
+            .unwrap();
+    }
 }

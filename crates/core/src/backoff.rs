@@ -8,7 +8,7 @@ use std::time::Duration;
 /// between zero and `min(cap, first * 2^(n-1))`. Full jitter spreads colliding clients best for
 /// the least total wait (the AWS Architecture Blog's "Exponential Backoff And Jitter").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Backoff {
+pub struct Backoff {
     pub first: Duration,
     pub cap: Duration,
 }

@@ -39,6 +39,11 @@ impl Deadline {
         Self(Some(Instant::now() + left.saturating_sub(ANSWER_MARGIN)))
     }
 
+    /// A deadline `reserve` earlier, for a step that must leave time for the ones after it.
+    pub fn earlier_by(self, reserve: Duration) -> Self {
+        Self(self.0.map(|at| at.checked_sub(reserve).unwrap_or(at)))
+    }
+
     /// Runs a DynamoDB operation, giving up (and dropping its request) when the deadline comes.
     pub async fn bound<T>(
         self,

@@ -146,6 +146,12 @@ impl IdempotencyStore {
                     _ => None,
                 };
                 match holder {
+                    // The SDK sent the put again after an attempt that timed out but had
+                    // written: the claim there is ours.
+                    Some(Some(item)) if holds_token(&item, &token) => Ok(Attempt::Claimed(Claim {
+                        key: key.to_owned(),
+                        token,
+                    })),
                     Some(Some(item)) => Ok(attempt_held_by(&item)),
                     // The condition failed but DynamoDB did not say on what: read it.
                     Some(None) => self.read(key, deadline).await,
@@ -227,6 +233,18 @@ impl IdempotencyStore {
             },
         })
     }
+}
+
+fn holds_token(item: &HashMap<String, AttributeValue>, token: &str) -> bool {
+    item.get(STATUS)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+        == Some(IN_PROGRESS)
+        && item
+            .get(CLAIM_TOKEN)
+            .and_then(|v| v.as_s().ok())
+            .map(String::as_str)
+            == Some(token)
 }
 
 /// What an existing item says of its key. An item of no known state (written by something

@@ -18,6 +18,7 @@ mod stream;
 pub mod table;
 mod welcome;
 
+pub use backoff::Backoff;
 pub use config::{TableNames, dynamodb_timeouts, load_aws_config, required_env};
 pub use deadline::{ANSWER_MARGIN, Deadline};
 pub use error::{BoxError, Error};

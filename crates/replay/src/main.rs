@@ -13,7 +13,7 @@ replay-failures: records the stream batches Lambda gave up on, kept whole in the
 on-failure bucket, through the stream function's own code; deletes an object only when every
 one of its records is recorded, and reports (and keeps) everything else.
 
-Usage: replay-failures --bucket NAME [--history-table NAME] [--welcome-queue-url URL]
+Usage: replay-failures --bucket NAME [--history-table NAME] (--welcome-queue-url URL | --no-welcome)
                        [--endpoint URL] [--region REGION] [--prefix PREFIX] [--dry-run]
 
   --bucket NAME         the bucket (the stack's output StreamFailureBucketName)
@@ -22,7 +22,10 @@ Usage: replay-failures --bucket NAME [--history-table NAME] [--welcome-queue-url
   --welcome-queue-url URL
                         new users are also put on this welcome queue, as the stream
                         function does (default: $WELCOME_QUEUE_URL; the stack's output
-                        WelcomeQueueUrl; none - new users are not forwarded)
+                        WelcomeQueueUrl)
+  --no-welcome          the stack sends no welcome emails (no WelcomeSender): forward nobody.
+                        One of the two is required, so no replayed user misses a welcome
+                        because the queue was forgotten
   --endpoint URL        a local endpoint for S3, DynamoDB and SQS, such as scripts/run's
                         http://127.0.0.1:8000 (default: AWS, with the usual credentials)
   --region REGION       default: the usual AWS configuration (AWS_REGION, profile)
@@ -37,6 +40,7 @@ struct Options {
     bucket: Option<String>,
     history_table: Option<String>,
     welcome_queue_url: Option<String>,
+    no_welcome: bool,
     endpoint: Option<String>,
     region: Option<String>,
     prefix: Option<String>,
@@ -61,12 +65,29 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
             "--endpoint" => options.endpoint = Some(value("--endpoint")?),
             "--region" => options.region = Some(value("--region")?),
             "--prefix" => options.prefix = Some(value("--prefix")?),
+            "--no-welcome" => options.no_welcome = true,
             "--dry-run" => options.dry_run = true,
             "--help" | "-h" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
     Ok(options)
+}
+
+/// The welcome queue to forward new users to: the option, else the environment's; none only
+/// when told `--no-welcome`, so forgetting the queue cannot drop a replayed user's welcome.
+fn welcome_queue(options: &Options, env_url: Option<String>) -> Result<Option<String>, String> {
+    let url = options
+        .welcome_queue_url
+        .clone()
+        .or(env_url)
+        .filter(|url| !url.is_empty());
+    match (url, options.no_welcome) {
+        (Some(url), false) => Ok(Some(url)),
+        (None, true) => Ok(None),
+        (Some(_), true) => Err("--no-welcome with a welcome queue URL: give one or the other".into()),
+        (None, false) => Err("give --welcome-queue-url (or set WELCOME_QUEUE_URL), or --no-welcome if the stack sends no welcome emails".into()),
+    }
 }
 
 #[tokio::main]
@@ -127,13 +148,17 @@ async fn main() -> ExitCode {
         aws_sdk_dynamodb::Client::new(&aws),
         history_table,
     ));
-    let welcome_queue_url = options.welcome_queue_url.clone().or_else(|| {
-        std::env::var("WELCOME_QUEUE_URL")
-            .ok()
-            .filter(|url| !url.is_empty())
-    });
-    if let Some(url) = welcome_queue_url {
-        consumer = consumer.with_welcome(WelcomeQueue::new(aws_sdk_sqs::Client::new(&aws), url));
+    let env_queue_url = std::env::var("WELCOME_QUEUE_URL").ok();
+    match welcome_queue(&options, env_queue_url) {
+        Ok(Some(url)) => {
+            consumer =
+                consumer.with_welcome(WelcomeQueue::new(aws_sdk_sqs::Client::new(&aws), url));
+        }
+        Ok(None) => {}
+        Err(problem) => {
+            eprintln!("replay-failures: {problem}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
     }
     let replay = Replay {
         s3: aws_sdk_s3::Client::from_conf(s3_config),
@@ -200,6 +225,23 @@ mod tests {
 
     fn args(line: &str) -> Result<Options, String> {
         parse(line.split_whitespace().map(str::to_owned))
+    }
+
+    #[test]
+    fn the_welcome_queue_must_be_given_or_refused_explicitly() {
+        let queue = |line: &str, env: Option<&str>| {
+            welcome_queue(&args(line).unwrap(), env.map(str::to_owned))
+        };
+        assert_eq!(queue("--welcome-queue-url q", None), Ok(Some("q".into())));
+        assert_eq!(queue("", Some("from-env")), Ok(Some("from-env".into())));
+        assert_eq!(
+            queue("--welcome-queue-url q", Some("from-env")),
+            Ok(Some("q".into()))
+        );
+        assert_eq!(queue("--no-welcome", None), Ok(None));
+        assert!(queue("", None).unwrap_err().contains("--no-welcome"));
+        assert!(queue("", Some("")).is_err());
+        assert!(queue("--no-welcome --welcome-queue-url q", None).is_err());
     }
 
     #[test]

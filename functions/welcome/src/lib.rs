@@ -12,16 +12,28 @@ mod mailer;
 pub use mailer::{MailError, Mailer};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use futures::future::join_all;
+use futures::StreamExt;
 use lambda_runtime::{Error, LambdaEvent};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use users_core::{Attempt, Deadline, IdempotencyStore, UserReader, WelcomeMessage};
+use users_core::{Attempt, Backoff, Deadline, IdempotencyStore, UserReader, WelcomeMessage};
 
 /// How long a claim is held when the invocation has no deadline (a handler called outside
 /// Lambda, or under `cargo lambda watch`): longer than the function's timeout.
 const HOLD_WITHOUT_DEADLINE: Duration = Duration::from_secs(60);
 /// Held a little past the deadline: Lambda's clock and DynamoDB's may differ slightly.
 const CLOCK_SKEW: Duration = Duration::from_secs(1);
+/// Time kept back from the send for recording its outcome: an email sent but not recorded is
+/// one a later delivery may send again.
+const RECORD_RESERVE: Duration = Duration::from_secs(1);
+/// Attempts at recording an outcome (each a single UpdateItem, with the SDK's own retries).
+const RECORD_ATTEMPTS: u32 = 3;
+const RECORD_BACKOFF: Backoff = Backoff {
+    first: Duration::from_millis(50),
+    cap: Duration::from_millis(200),
+};
+/// Messages of a batch handled at once: enough to keep a batch of ten well inside the timeout,
+/// few enough not to burst SES's sending rate (throttled sends are tried again, see `Mailer`).
+const CONCURRENT_MESSAGES: usize = 4;
 
 /// What the welcome function works with.
 #[derive(Debug, Clone)]
@@ -77,27 +89,30 @@ pub async fn handle(
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, Error> {
     let (deadline, hold_until) = deadline_and_hold(event.context.deadline);
-    let outcomes = join_all(
-        event
-            .payload
-            .records
-            .iter()
-            .map(|message| welcome(welcomer, message, deadline, hold_until)),
-    )
-    .await;
+    let outcomes: Vec<Result<Welcomed, WelcomeError>> =
+        futures::stream::iter(&event.payload.records)
+            .map(|message| welcome(welcomer, message, deadline, hold_until))
+            .buffered(CONCURRENT_MESSAGES)
+            .collect()
+            .await;
 
     let mut response = SqsBatchResponse::default();
     for (message, outcome) in event.payload.records.iter().zip(outcomes) {
         let message_id = message.message_id.clone().unwrap_or_default();
+        // The user's id, to follow one user's welcome through the logs (never the address).
+        let user_id = WelcomeMessage::from_body(message.body.as_deref().unwrap_or_default())
+            .map(|request| request.user_id.to_string())
+            .unwrap_or_default();
         match outcome {
             Ok(welcomed) => tracing::info!(
                 message_id,
+                user_id,
                 outcome = welcomed.as_str(),
                 details = ?welcomed,
                 "welcome message handled"
             ),
             Err(error) => {
-                tracing::warn!(message_id, error = %error, "welcome message left on the queue");
+                tracing::warn!(message_id, user_id, error = %error, "welcome message left on the queue");
                 // A failure without a message id cannot be reported alone (Lambda then retries
                 // the whole batch, which the idempotency claim makes safe). SQS always sends one.
                 if message_id.is_empty() {
@@ -120,8 +135,16 @@ pub async fn welcome(
     hold_until: SystemTime,
 ) -> Result<Welcomed, WelcomeError> {
     let body = message.body.as_deref().unwrap_or_default();
-    let request =
-        WelcomeMessage::from_body(body).map_err(|err| WelcomeError::Malformed(err.to_string()))?;
+    // serde_json's messages quote the values they met, which could be an address: only its
+    // category and position are kept.
+    let request = WelcomeMessage::from_body(body).map_err(|err| {
+        WelcomeError::Malformed(format!(
+            "{:?} error at line {} column {}",
+            err.classify(),
+            err.line(),
+            err.column()
+        ))
+    })?;
     let claim = match welcomer
         .welcomes
         .claim(&request.idempotency_key(), hold_until, deadline)
@@ -143,18 +166,20 @@ pub async fn welcome(
     let Some(user) = user else {
         // Gone for good (ids are never reused), so nothing is lost if this record fails: the
         // claim's hold then runs out and a later delivery finds the user gone again.
-        welcomer
-            .welcomes
-            .complete(&claim, "user gone", deadline)
-            .await?;
+        record(welcomer, &claim, "user gone", deadline).await?;
         return Ok(Welcomed::UserGone);
     };
 
-    match welcomer.mailer.send_welcome(&user, deadline).await {
+    // The send leaves time to record its outcome.
+    match welcomer
+        .mailer
+        .send_welcome(&user, deadline.earlier_by(RECORD_RESERVE))
+        .await
+    {
         Ok(()) => {
             // The email is out: whatever happens to the record now, the message is done. Failing
             // it would have a later delivery send again once the claim's hold ran out.
-            if let Err(error) = welcomer.welcomes.complete(&claim, "sent", deadline).await {
+            if let Err(error) = record(welcomer, &claim, "sent", deadline).await {
                 tracing::error!(
                     user_id = %user.id,
                     error = %error,
@@ -165,16 +190,43 @@ pub async fn welcome(
         }
         Err(MailError::Refused { code }) => {
             // Recorded, so no delivery tries again; if recording fails the message comes back,
-            // and SES refuses again without sending anything.
-            welcomer
-                .welcomes
-                .complete(&claim, &format!("refused: {code}"), deadline)
-                .await?;
+            // and is refused again without anything sent.
+            record(welcomer, &claim, &format!("refused: {code}"), deadline).await?;
             Ok(Welcomed::Refused { code })
         }
-        Err(error) => {
+        Err(error @ MailError::NotSent { .. }) => {
             release(welcomer, &claim, deadline).await;
             Err(error.into())
+        }
+        // SES may have sent it: the claim is kept until its hold passes, so no copy of the
+        // message sends meanwhile; the next delivery after it sends again (a possible second
+        // email, rather than a welcome never sent).
+        Err(error @ MailError::Unanswered { .. }) => Err(error.into()),
+    }
+}
+
+/// Records a claimed welcome's outcome, trying again a few times: after a send, a lost record
+/// is a possible second email.
+async fn record(
+    welcomer: &Welcomer,
+    claim: &users_core::Claim,
+    outcome: &str,
+    deadline: Deadline,
+) -> Result<(), users_core::Error> {
+    let mut attempt = 1;
+    loop {
+        match welcomer.welcomes.complete(claim, outcome, deadline).await {
+            Err(error) if error.is_transient() && attempt < RECORD_ATTEMPTS => {
+                let wait = RECORD_BACKOFF.wait(attempt);
+                deadline
+                    .bound(async {
+                        wait.await;
+                        Ok(())
+                    })
+                    .await?;
+                attempt += 1;
+            }
+            result => return result,
         }
     }
 }

@@ -1,46 +1,117 @@
 //! The welcome email, sent with Amazon SES (v2 API).
+//!
+//! SES's `SendEmail` takes no idempotency token, so sending again after an answer that was lost
+//! can send a second email. Hence the client makes no retries of its own (see [`Mailer::from_conf`]),
+//! only throttling, which SES answers before it sends anything, is tried again here, and every
+//! failure says whether the email is known not to have been sent.
 
 use aws_sdk_sesv2::Client;
+use aws_sdk_sesv2::config::http::HttpResponse;
+use aws_sdk_sesv2::config::retry::RetryConfig;
 use aws_sdk_sesv2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sesv2::operation::send_email::SendEmailError;
 use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
-use users_core::{Deadline, User};
+use std::time::Duration;
+use users_core::{Backoff, Deadline, Email, User};
 
-/// Why an email was not sent.
-#[derive(Debug, Clone, thiserror::Error)]
+/// Sends tried per email when SES throttles (its sending rate, or a burst of new users).
+const THROTTLED_ATTEMPTS: u32 = 3;
+const THROTTLE_BACKOFF: Backoff = Backoff {
+    first: Duration::from_millis(200),
+    cap: Duration::from_secs(1),
+};
+
+/// Why an email was not (known to be) sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MailError {
-    /// SES refused this email for good: the recipient is malformed, or (in the SES sandbox) not
-    /// verified. Sending it again would be refused again.
-    #[error("SES refused the email: {code}")]
+    /// Refused for good: the recipient's address is malformed, or SES refused it by name (an
+    /// unverified recipient in the SES sandbox). Sending again would be refused again.
+    #[error("the email was refused: {code}")]
     Refused { code: String },
-    /// Throttling, a paused account, an unverified sender, a network fault: worth trying later.
+    /// SES answered that it did not send (throttling, a paused account, our sender not
+    /// verified, a request it could not take): try again later.
     #[error("SES did not send the email: {code}")]
     NotSent { code: String },
-    #[error("SES did not answer before the invocation's deadline")]
-    DeadlineExceeded,
+    /// No answer to tell (a timeout, a dropped connection, a 5xx, the invocation's time up): SES
+    /// may have sent it. Tried again later, which may send a second email.
+    #[error("SES's answer was lost: {code}")]
+    Unanswered { code: String },
 }
 
 /// Sends the welcome email from the configured sender, through one SDK client.
 #[derive(Debug, Clone)]
 pub struct Mailer {
     client: Client,
+    /// As configured (SES may treat the local part's case as significant), checked to be an address.
     sender: String,
 }
 
 impl Mailer {
-    pub fn new(client: Client, sender: impl Into<String>) -> Self {
-        Self {
-            client,
-            sender: sender.into(),
+    /// A mailer on this client, with the client's own retries turned off (the SDK's standard
+    /// retries would resend an email whose answer timed out). The sender must be a bare
+    /// address (`name@example.com`).
+    ///
+    /// # Panics
+    /// At start-up, if the sender is not an address.
+    pub fn new(client: Client, sender: &str) -> Self {
+        if Email::parse(sender).is_err() {
+            panic!("the sender {sender:?} is not an email address");
         }
+        let config = client
+            .config()
+            .to_builder()
+            .retry_config(RetryConfig::disabled())
+            .build();
+        Self {
+            client: Client::from_conf(config),
+            sender: sender.to_owned(),
+        }
+    }
+
+    /// A mailer on a client made from the SDK's configuration.
+    pub fn from_conf(aws: &aws_config::SdkConfig, sender: &str) -> Self {
+        Self::new(Client::new(aws), sender)
     }
 
     pub fn sender(&self) -> &str {
         &self.sender
     }
 
-    /// Sends the welcome email to the user's address, naming the user's id.
+    /// Sends the welcome email to the user's address, naming the user's id; throttled sends are
+    /// tried again (jittered) while `deadline` allows.
     pub async fn send_welcome(&self, user: &User, deadline: Deadline) -> Result<(), MailError> {
+        // A stored address that is no address at all (foreign or old data) is refused here:
+        // SES would refuse it too, and its answer would not say for whom.
+        if Email::parse(user.email.as_str()).is_err() {
+            return Err(MailError::Refused {
+                code: "InvalidAddress".into(),
+            });
+        }
+        let mut attempt = 1;
+        loop {
+            match self.send_once(user, deadline).await {
+                Err(MailError::NotSent { code })
+                    if is_throttling(&code) && attempt < THROTTLED_ATTEMPTS =>
+                {
+                    let wait = THROTTLE_BACKOFF.wait(attempt);
+                    if deadline
+                        .bound(async {
+                            wait.await;
+                            Ok(())
+                        })
+                        .await
+                        .is_err()
+                    {
+                        return Err(MailError::NotSent { code });
+                    }
+                    attempt += 1;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn send_once(&self, user: &User, deadline: Deadline) -> Result<(), MailError> {
         let text = |data: String| {
             Content::builder()
                 .data(data)
@@ -71,28 +142,35 @@ impl Mailer {
             .content(EmailContent::builder().simple(message).build())
             .send();
         match deadline.bound(async { Ok(request.await) }).await {
-            Err(_) => Err(MailError::DeadlineExceeded),
+            Err(_) => Err(MailError::Unanswered {
+                code: "DeadlineExceeded".into(),
+            }),
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(err)) => Err(self.classify(&err)),
+            Ok(Err(err)) => Err(self.classify(&err, &user.email)),
         }
     }
 
-    /// Tells a refusal of this email from a failure worth retrying: `MessageRejected` and
-    /// `BadRequestException` are about this email, anything else (throttling, a paused account,
-    /// an outage) passes. SES answers
-    /// `MessageRejected` both for an unverified recipient (this user's, for good) and for an
-    /// unverified sender (ours, until someone verifies it); its message names the identities
-    /// that failed, so a rejection naming the sender is retried, not recorded against the user.
-    /// Only the error's code is kept: SES's messages can contain the recipient's address.
-    fn classify<R>(&self, err: &SdkError<SendEmailError, R>) -> MailError {
+    /// What a failed send means. Only SES's own answers say an email was not sent; a refusal is
+    /// for good only when SES names this recipient as what failed (`MessageRejected` lists the
+    /// identities that failed the sandbox's check) and not our sender. Only the error's code is
+    /// kept: SES's messages can contain the recipient's address.
+    fn classify(
+        &self,
+        err: &SdkError<SendEmailError, HttpResponse>,
+        recipient: &Email,
+    ) -> MailError {
         let Some(service_error) = err.as_service_error() else {
             let code = match err {
+                SdkError::ConstructionFailure(_) => {
+                    return MailError::NotSent {
+                        code: "ConstructionFailure".into(),
+                    };
+                }
                 SdkError::TimeoutError(_) => "Timeout",
                 SdkError::DispatchFailure(_) => "DispatchFailure",
-                SdkError::ResponseError(_) => "ResponseError",
-                _ => "RequestNotSent",
+                _ => "ResponseError",
             };
-            return MailError::NotSent { code: code.into() };
+            return MailError::Unanswered { code: code.into() };
         };
         let code = match service_error {
             SendEmailError::MessageRejected(_) => "MessageRejected",
@@ -108,27 +186,56 @@ impl Mailer {
             other => other.code().unwrap_or("Unknown"),
         }
         .to_owned();
-        // The exception's own message (the error's metadata may not carry it).
-        let message = match service_error {
-            SendEmailError::MessageRejected(rejected) => rejected.message(),
-            SendEmailError::BadRequestException(bad) => bad.message(),
-            other => other.message(),
-        };
-        let names_sender =
-            message.is_some_and(|message| contains_ignoring_case(message, &self.sender));
-        // InvalidParameterValue is SES v1's name for a malformed address (what moto answers).
-        let refused = matches!(
-            service_error,
-            SendEmailError::MessageRejected(_) | SendEmailError::BadRequestException(_)
-        ) || code == "InvalidParameterValue";
-        if refused && !names_sender {
-            MailError::Refused { code }
-        } else {
-            MailError::NotSent { code }
+        if let SendEmailError::MessageRejected(rejected) = service_error {
+            let failed = failed_identities(rejected.message().unwrap_or_default());
+            let names = |address: &str| failed.iter().any(|f| f.eq_ignore_ascii_case(address));
+            if names(recipient.as_str()) && !names(&self.sender) {
+                return MailError::Refused { code };
+            }
         }
+        // A 5xx may have sent the email before failing.
+        if err
+            .raw_response()
+            .is_some_and(|raw| raw.status().is_server_error())
+        {
+            return MailError::Unanswered { code };
+        }
+        MailError::NotSent { code }
     }
 }
 
-fn contains_ignoring_case(haystack: &str, needle: &str) -> bool {
-    !needle.is_empty() && haystack.to_lowercase().contains(&needle.to_lowercase())
+fn is_throttling(code: &str) -> bool {
+    matches!(code, "TooManyRequestsException" | "LimitExceededException")
+}
+
+/// The identities a `MessageRejected` lists: "Email address is not verified. The following
+/// identities failed the check in region US-EAST-1: a@example.com, b@example.com".
+fn failed_identities(message: &str) -> Vec<&str> {
+    let Some((_, list)) = message.rsplit_once(": ") else {
+        return Vec::new();
+    };
+    list.split(',')
+        .map(str::trim)
+        // An identity SES cut short ("c@d.co...") may be any address that starts so.
+        .filter(|identity| !identity.ends_with(".."))
+        .map(|identity| identity.strip_suffix('.').unwrap_or(identity))
+        .filter(|identity| !identity.is_empty())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_failed_identities_are_read_exactly() {
+        let message = "Email address is not verified. The following identities failed the check in region US-EAST-1: xa@b.com, Welcome@Example.com.";
+        assert_eq!(
+            failed_identities(message),
+            ["xa@b.com", "Welcome@Example.com"]
+        );
+        assert!(failed_identities("Email address not verified").is_empty());
+        // A list SES cut short names nobody for certain.
+        assert_eq!(failed_identities("...: a@b.co, c@d.co..."), ["a@b.co"]);
+    }
 }

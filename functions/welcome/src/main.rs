@@ -10,10 +10,7 @@ async fn main() -> Result<(), Error> {
     let welcomer = Welcomer {
         users: UserReader::new(dynamodb.clone(), required_env("USERS_TABLE")),
         welcomes: IdempotencyStore::new(dynamodb, required_env("IDEMPOTENCY_TABLE")),
-        mailer: Mailer::new(
-            aws_sdk_sesv2::Client::new(&aws),
-            required_env("SENDER_ADDRESS"),
-        ),
+        mailer: Mailer::from_conf(&aws, &required_env("SENDER_ADDRESS")),
     };
     run(service_fn(|event| welcome_user::handle(&welcomer, event))).await
 }
