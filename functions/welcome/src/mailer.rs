@@ -8,6 +8,7 @@
 use aws_sdk_sesv2::Client;
 use aws_sdk_sesv2::config::http::HttpResponse;
 use aws_sdk_sesv2::config::retry::RetryConfig;
+use aws_sdk_sesv2::config::timeout::TimeoutConfig;
 use aws_sdk_sesv2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sesv2::operation::send_email::SendEmailError;
 use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
@@ -61,6 +62,7 @@ impl Mailer {
             .config()
             .to_builder()
             .retry_config(RetryConfig::disabled())
+            .timeout_config(ses_timeouts())
             .build();
         Self {
             client: Client::from_conf(config),
@@ -202,6 +204,15 @@ impl Mailer {
         }
         MailError::NotSent { code }
     }
+}
+
+/// SES answers a send in well under a second; an answer cut short is one that may have sent, so
+/// the attempt gets 5 s (of the function's 10) rather than DynamoDB's 2 s.
+fn ses_timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(1))
+        .operation_attempt_timeout(Duration::from_secs(5))
+        .build()
 }
 
 fn is_throttling(code: &str) -> bool {
