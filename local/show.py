@@ -84,8 +84,8 @@ def kept_failures(s3, bucket: str) -> list[dict]:
 
 def sent_emails(endpoint: str) -> list[dict]:
     """What moto's SES sent, oldest first: from, to, subject and body."""
-    with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=10) as answer:
-        messages = json.load(answer).get("ses", {}).get("Message", [])
+    with urllib.request.urlopen(f"{endpoint}/_local/sent-emails", timeout=10) as answer:
+        messages = json.load(answer)  # see local/moto_app.py
     return [
         {"id": m.get("id"), "from": m.get("source"), "to": m.get("destinations", {}).get("ToAddresses", []),
          "subject": m.get("subject"), "body": m.get("body")}

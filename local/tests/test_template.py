@@ -192,7 +192,9 @@ def test_the_welcome_queue_settings_hold():
 def test_the_sender_must_be_a_bare_address():
     parameters = decode(str(TEMPLATE_PATH))[0]["Parameters"]
     pattern = re.compile(parameters["WelcomeSender"]["AllowedPattern"])
-    for accepted in ("", "welcome@example.com", "no-reply@mail.example.co.uk"):
+    # The same samples as the welcome function's own check (functions/welcome/src/mailer.rs).
+    for accepted in ("", "welcome@example.com", "no-reply@mail.example.co.uk", "Ä@b.co", "a..b@x.com"):
         assert pattern.fullmatch(accepted), accepted
-    for refused in ("Welcome <welcome@example.com>", "welcome", "a@b", "a b@example.com", "a@b.com, c@d.com"):
+    for refused in ("Welcome <welcome@example.com>", "welcome", "a@b", "a b@example.com", "a@b.com, c@d.com",
+                    "a,b@example.com", "a;b@example.com", "a@b@c.co", '"a"@b.co'):
         assert not pattern.fullmatch(refused), refused

@@ -430,3 +430,65 @@ async fn a_rejection_that_names_someone_else_or_a_bad_request_is_retried_not_rec
             .unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_throttled_send_is_tried_again_in_the_invocation_and_sent_once() {
+    let local = Local::connect().await;
+    let email = unique_email("throttled");
+    let user = registered_user(&local.users(), &email).await;
+    let throttled_twice = mock!(aws_sdk_sesv2::Client::send_email)
+        .sequence()
+        .error(|| {
+            SendEmailError::TooManyRequestsException(
+                TooManyRequestsException::builder()
+                    .message("Maximum sending rate exceeded.")
+                    .build(),
+            )
+        })
+        .times(2)
+        .output(|| SendEmailOutput::builder().message_id("m-1").build())
+        .build();
+    let welcomer = welcomer(
+        &local,
+        Mailer::new(
+            mock_client!(aws_sdk_sesv2, RuleMode::MatchAny, &[&throttled_twice]),
+            &local.sender,
+        ),
+    );
+    assert!(
+        failed_positions(&welcomer, sqs_event(&[welcome_of(user.id)]))
+            .await
+            .is_empty()
+    );
+    assert_eq!(throttled_twice.num_calls(), 3);
+    assert_eq!(
+        outcome_of(&local, user.id).await,
+        Attempt::Done {
+            outcome: "sent".into()
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_rejection_naming_the_sender_too_is_ours_to_mend_not_the_users() {
+    let local = Local::connect().await;
+    let email = unique_email("both");
+    let user = registered_user(&local.users(), &email).await;
+    // In the sandbox with neither verified, SES names both: the user must not lose the welcome.
+    let both: &'static str = Box::leak(
+        format!(
+            "Email address is not verified. The following identities failed the check in region US-EAST-1: {}, {email}",
+            local.sender
+        )
+        .into_boxed_str(),
+    );
+    let welcomer = welcomer(&local, Mailer::new(ses_rejecting(both), &local.sender));
+    assert_eq!(
+        failed_positions(&welcomer, sqs_event(&[welcome_of(user.id)])).await,
+        [0]
+    );
+    assert!(matches!(
+        outcome_of(&local, user.id).await,
+        Attempt::Claimed(_)
+    ));
+}

@@ -41,7 +41,16 @@ impl Deadline {
 
     /// A deadline `reserve` earlier, for a step that must leave time for the ones after it.
     pub fn earlier_by(self, reserve: Duration) -> Self {
-        Self(self.0.map(|at| at.checked_sub(reserve).unwrap_or(at)))
+        Self(
+            self.0
+                .map(|at| at.checked_sub(reserve).unwrap_or_else(Instant::now)),
+        )
+    }
+
+    /// The time left, if there is a deadline (zero once it has passed).
+    pub fn remaining(self) -> Option<Duration> {
+        self.0
+            .map(|at| at.saturating_duration_since(Instant::now()))
     }
 
     /// Runs a DynamoDB operation, giving up (and dropping its request) when the deadline comes.
@@ -94,6 +103,29 @@ mod tests {
             .bound(async { Err::<(), _>(Error::EmailTaken) })
             .await;
         assert!(matches!(failed, Err(Error::EmailTaken)));
+    }
+
+    #[test]
+    fn a_deadline_earlier_by_a_reserve_leaves_that_much_less_and_none_stays_none() {
+        let deadline = Deadline::from_lambda(epoch_millis_in(Duration::from_secs(10)));
+        let left = deadline.remaining().unwrap();
+        let earlier = deadline
+            .earlier_by(Duration::from_secs(2))
+            .remaining()
+            .unwrap();
+        assert!(
+            left - earlier >= Duration::from_millis(1990),
+            "{left:?} {earlier:?}"
+        );
+        assert_eq!(
+            deadline.earlier_by(Duration::from_secs(3600)).remaining(),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            Deadline::none().earlier_by(Duration::from_secs(1)),
+            Deadline::none()
+        );
+        assert_eq!(Deadline::none().remaining(), None);
     }
 
     #[tokio::test]

@@ -154,7 +154,7 @@ impl IdempotencyStore {
                     })),
                     Some(Some(item)) => Ok(attempt_held_by(&item)),
                     // The condition failed but DynamoDB did not say on what: read it.
-                    Some(None) => self.read(key, deadline).await,
+                    Some(None) => self.read(key, token, deadline).await,
                     None => Err(Error::from_sdk(err)),
                 }
             }
@@ -216,7 +216,7 @@ impl IdempotencyStore {
 
     /// What holds a key whose claim failed, read consistently; a key gone in the meantime (just
     /// released) is reported as held until now, so the caller tries again.
-    async fn read(&self, key: &str, deadline: Deadline) -> Result<Attempt, Error> {
+    async fn read(&self, key: &str, token: String, deadline: Deadline) -> Result<Attempt, Error> {
         let get = self
             .client
             .get_item()
@@ -227,6 +227,10 @@ impl IdempotencyStore {
             .bound(async { get.send().await.map_err(Error::from_sdk) })
             .await?;
         Ok(match output.item {
+            Some(item) if holds_token(&item, &token) => Attempt::Claimed(Claim {
+                key: key.to_owned(),
+                token,
+            }),
             Some(item) => attempt_held_by(&item),
             None => Attempt::InProgress {
                 held_until: SystemTime::now(),
@@ -318,6 +322,15 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), v.clone()))
             .collect()
+    }
+
+    #[test]
+    fn only_an_item_in_progress_with_our_token_is_ours() {
+        let ours = item(&[(STATUS, s(IN_PROGRESS)), (CLAIM_TOKEN, s("t1"))]);
+        assert!(holds_token(&ours, "t1"));
+        assert!(!holds_token(&ours, "t2"));
+        let done = item(&[(STATUS, s(DONE)), (CLAIM_TOKEN, s("t1"))]);
+        assert!(!holds_token(&done, "t1"));
     }
 
     #[test]

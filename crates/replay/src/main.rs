@@ -77,16 +77,15 @@ fn parse(args: impl Iterator<Item = String>) -> Result<Options, String> {
 /// The welcome queue to forward new users to: the option, else the environment's; none only
 /// when told `--no-welcome`, so forgetting the queue cannot drop a replayed user's welcome.
 fn welcome_queue(options: &Options, env_url: Option<String>) -> Result<Option<String>, String> {
-    let url = options
-        .welcome_queue_url
-        .clone()
-        .or(env_url)
-        .filter(|url| !url.is_empty());
-    match (url, options.no_welcome) {
-        (Some(url), false) => Ok(Some(url)),
+    match (&options.welcome_queue_url, options.no_welcome) {
+        (Some(_), true) => Err("give --welcome-queue-url or --no-welcome, not both".into()),
+        (Some(url), false) => Ok(Some(url.clone())),
+        // Told so: the environment's queue (if any) is not used.
         (None, true) => Ok(None),
-        (Some(_), true) => Err("--no-welcome with a welcome queue URL: give one or the other".into()),
-        (None, false) => Err("give --welcome-queue-url (or set WELCOME_QUEUE_URL), or --no-welcome if the stack sends no welcome emails".into()),
+        (None, false) => match env_url.filter(|url| !url.is_empty()) {
+            Some(url) => Ok(Some(url)),
+            None => Err("give --welcome-queue-url (or set WELCOME_QUEUE_URL), or --no-welcome if the stack sends no welcome emails".into()),
+        },
     }
 }
 
@@ -239,6 +238,7 @@ mod tests {
             Ok(Some("q".into()))
         );
         assert_eq!(queue("--no-welcome", None), Ok(None));
+        assert_eq!(queue("--no-welcome", Some("from-env")), Ok(None));
         assert!(queue("", None).unwrap_err().contains("--no-welcome"));
         assert!(queue("", Some("")).is_err());
         assert!(queue("--no-welcome --welcome-queue-url q", None).is_err());
