@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from local.moto import CREDENTIALS, MotoServer
-from local.template import ROOT, Template
+from local.template import ROOT, Template, target_dir
 
 from .cgroup import CpuShare
 from .runtime import MeasuredFunction
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5, help="cold starts per subject (default 5)")
     parser.add_argument("--warm", type=int, default=20, help="warm invocations after each cold one (default 20)")
     parser.add_argument("--batches", type=int, nargs="+", default=[100, 1000], help="stream batch sizes (default 100 1000)")
-    parser.add_argument("--binaries", type=Path, default=ROOT / "target" / "release",
+    parser.add_argument("--binaries", type=Path, default=target_dir() / "release",
                         help="where the Rust binaries are (default target/release; built first unless --no-build)")
     parser.add_argument("--no-build", action="store_true", help="use the binaries as they are")
     parser.add_argument("--no-node", action="store_true", help="leave out the Node.js peer")

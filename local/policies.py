@@ -86,4 +86,7 @@ def inline_policies(template: Template) -> dict[str, str]:
         for policy in resource.get("Properties", {}).get("Policies", []):
             document = _resolve(template, _plain(policy["PolicyDocument"]))
             policies[f"{role}/{policy['PolicyName']}"] = json.dumps(document, indent=2)
+    for name, resource in template.of_type("AWS::IAM::ManagedPolicy").items():
+        document = _resolve(template, _plain(resource["Properties"]["PolicyDocument"]))
+        policies[name] = json.dumps(document, indent=2)
     return policies

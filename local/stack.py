@@ -1,6 +1,6 @@
 """The whole system on this machine, from template.yaml:
 
-    python -m local.stack [--port 3000] [--dynamodb-port 8000] [--binaries target/debug] [--concurrency 4]
+    python -m local.stack [--port 3000] [--dynamodb-port 8000] [--binaries DIR] [--concurrency 4]
 
 - moto's server as DynamoDB, DynamoDB Streams, SQS, S3 and SES, with the template's tables,
   queues and buckets, and the welcome sender verified;
@@ -33,7 +33,7 @@ from .jwt_authorizer import DEFAULT_ISSUER_PORT, LOCAL_AUDIENCE, JwtAuthorizer, 
 from .moto import REGION, MotoServer
 from .processes import Log
 from .runtime import LocalFunction, Outcome
-from .template import LOCAL_SENDER, ROOT, FunctionSpec, Template, functions
+from .template import LOCAL_SENDER, ROOT, FunctionSpec, Template, functions, target_dir
 
 STATE = ROOT / ".local"
 # Stream event properties the local event source mapping does not model.
@@ -53,7 +53,7 @@ class Stack:
         self.log = log
         self.moto = MotoServer(port=dynamodb_port, log=STATE / "moto.log")
         self._port = port
-        self._binaries = binaries
+        self.binaries = binaries
         self._log_format = log_format
         self._concurrency = concurrency
         # With an issuer port, the API requires tokens as the deployed one does with JwtIssuer.
@@ -69,7 +69,7 @@ class Stack:
 
         specs = functions(self.template)
         for spec in specs:
-            binary = self._binaries / spec.binary
+            binary = self.binaries / spec.binary
             if not binary.exists():
                 raise SystemExit(f"{binary} is missing: build it first (cargo build --bins)")
             env = {
@@ -235,6 +235,7 @@ Every route needs a token (reads users/read, writes users/write), as with the te
 """
         bearer = ' -H "Authorization: Bearer $TOKEN"'
     queue_url = stack.template.refs.get("WelcomeQueue")
+    replay = stack.binaries / "replay-failures"
     welcome_queue = f" \\\n      --welcome-queue-url {queue_url}" if queue_url else " --no-welcome"
     return f"""
 Users API running at {url}
@@ -253,7 +254,7 @@ Welcome emails (moto's SES, from {stack.template.parameters.get("WelcomeSender")
   .venv/bin/python -m local.show{endpoint} sent-emails      (also: welcomes, dead-letters)
 Stream batches the stream function gave up on, and how to replay them:
   .venv/bin/python -m local.show{endpoint} failures
-  target/debug/replay-failures --endpoint {stack.moto.endpoint} --bucket StreamFailureBucket --history-table HistoryTable{welcome_queue}
+  {replay} --endpoint {stack.moto.endpoint} --bucket StreamFailureBucket --history-table HistoryTable{welcome_queue}
 Press Ctrl-C to stop.
 """
 
@@ -262,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local.stack", description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=3000, help="HTTP API port (default 3000)")
     parser.add_argument("--dynamodb-port", type=int, default=8000, help="moto port (default 8000)")
-    parser.add_argument("--binaries", type=Path, default=ROOT / "target" / "debug", help="where the function binaries are")
+    parser.add_argument("--binaries", type=Path, default=None,
+                        help="where the function binaries are (default: cargo's debug directory, CARGO_TARGET_DIR honoured)")
     parser.add_argument(
         "--log-format", choices=("template", "text", "json"), default="template",
         help="function logs as the template's LoggingConfig says (default: JSON, as on AWS), or text to read in a terminal",
@@ -285,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         help="every queue's visibility timeout in seconds instead of the template's (tests use a few seconds to see retries sooner)",
     )
     args = parser.parse_args(argv)
+    if args.binaries is None:
+        args.binaries = target_dir() / "debug"
     if args.concurrency < 1:
         parser.error("--concurrency must be at least 1")
 

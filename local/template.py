@@ -21,13 +21,28 @@ from cfnlint.decode import decode
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
 
+
+def target_dir() -> Path:
+    """Where cargo puts what it builds: `cargo metadata`'s answer, which honours
+    CARGO_TARGET_DIR and `build.target-dir` (target/ when neither is set)."""
+    import json
+    import subprocess
+
+    try:
+        metadata = subprocess.run(["cargo", "metadata", "--format-version", "1", "--no-deps"], cwd=ROOT,
+                                  capture_output=True, text=True, check=True, timeout=60)
+        return Path(json.loads(metadata.stdout)["target_directory"])
+    except (OSError, subprocess.SubprocessError, ValueError, KeyError):
+        return ROOT / "target"
+
 # CreateTable accepts these Properties of AWS::DynamoDB::Table as they are written in the
 # template (the CloudFormation and API shapes agree on them).
 _SAME_SHAPE = ("AttributeDefinitions", "KeySchema", "BillingMode", "ProvisionedThroughput")
 # What the local stack (and the tests' environment) sets: a sender, so the welcome queue, its
 # function and its table exist; moto's SES has it verified at start.
 LOCAL_SENDER = "welcome@example.com"
-LOCAL_PARAMETERS = {"WelcomeSender": LOCAL_SENDER}
+# X-Ray on, so the linters see the policies it adds (locally nothing traces).
+LOCAL_PARAMETERS = {"WelcomeSender": LOCAL_SENDER, "XRayTracing": "true"}
 
 
 @dataclass

@@ -20,7 +20,7 @@ from pathlib import Path
 from local.esm import StreamSettings, read_stream
 from local.harness import RunningStack
 from local.moto import free_port
-from local.template import ROOT, Template, functions
+from local.template import ROOT, Template, functions, target_dir
 
 STREAM_SETTINGS = StreamSettings.from_properties(
     next(
@@ -321,7 +321,7 @@ def replay_failures(stack: RunningStack, *flags: str) -> subprocess.CompletedPro
     """The replay command, as an operator runs it against the local stack (which has a welcome queue)."""
     queue_url = stack.aws("sqs").get_queue_url(QueueName="WelcomeQueue")["QueueUrl"]
     return subprocess.run(
-        [str(ROOT / "target" / "debug" / "replay-failures"), "--endpoint", f"http://127.0.0.1:{stack.dynamodb_port}",
+        [str(target_dir() / "debug" / "replay-failures"), "--endpoint", f"http://127.0.0.1:{stack.dynamodb_port}",
          "--bucket", "StreamFailureBucket", "--history-table", "HistoryTable", "--welcome-queue-url", queue_url, *flags],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
         env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")},

@@ -6,7 +6,7 @@ import re
 from cfnlint.decode import decode
 
 from local.template import TEMPLATE as TEMPLATE_PATH
-from local.template import Template, functions
+from local.template import ROOT, Template, functions
 
 TEMPLATE = Template.load()
 
@@ -25,17 +25,21 @@ def test_tables_are_created_as_declared():
 def test_functions_get_their_tables_and_settings():
     specs = {spec.name: spec for spec in functions(TEMPLATE)}
     assert specs["CreateUserFunction"].binary == "create-user"
-    assert specs["CreateUserFunction"].environment == {"USERS_TABLE": "UsersTable", "EMAILS_TABLE": "EmailsTable"}
+    # Globals first: every function names the metrics' namespace.
+    assert specs["CreateUserFunction"].environment == {
+        "METRICS_NAMESPACE": "UsersApi", "USERS_TABLE": "UsersTable", "EMAILS_TABLE": "EmailsTable"}
+    assert specs["GetUserFunction"].environment == {"METRICS_NAMESPACE": "UsersApi", "USERS_TABLE": "UsersTable"}
     # !Ref of a queue is its URL on AWS; without a local stack's URLs, its logical id.
-    assert specs["UserStreamFunction"].environment == {"HISTORY_TABLE": "HistoryTable", "WELCOME_QUEUE_URL": "WelcomeQueue"}
+    assert specs["UserStreamFunction"].environment == {
+        "METRICS_NAMESPACE": "UsersApi", "HISTORY_TABLE": "HistoryTable", "WELCOME_QUEUE_URL": "WelcomeQueue"}
     assert specs["WelcomeUserFunction"].environment == {
-        "USERS_TABLE": "UsersTable", "IDEMPOTENCY_TABLE": "IdempotencyTable", "SENDER_ADDRESS": "welcome@example.com"}
+        "METRICS_NAMESPACE": "UsersApi", "USERS_TABLE": "UsersTable", "IDEMPOTENCY_TABLE": "IdempotencyTable", "SENDER_ADDRESS": "welcome@example.com"}
     assert specs["UserStreamFunction"].timeout == 30  # its own Timeout over the Globals' 10
     assert specs["DeleteUserFunction"].timeout == 10
 
 
 # Actions that support no resource-level permission: only "*" grants them.
-ACTIONS_WITHOUT_A_RESOURCE_TYPE = {"dynamodb:ListStreams"}
+ACTIONS_WITHOUT_A_RESOURCE_TYPE = {"dynamodb:ListStreams", "xray:PutTraceSegments", "xray:PutTelemetryRecords"}
 
 
 def test_every_role_names_only_its_own_resources():
@@ -198,3 +202,80 @@ def test_the_sender_must_be_a_bare_address():
     for refused in ("Welcome <welcome@example.com>", "welcome", "a@b", "a b@example.com", "a@b.com, c@d.com",
                     "a,b@example.com", "a;b@example.com", "a@b@c.co", '"a"@b.co'):
         assert not pattern.fullmatch(refused), refused
+
+
+def emitted_metrics() -> tuple[set[str], set[str], set[str]]:
+    """The business metrics the functions write (names, Function values, Outcome values), read
+    from their sources: what a dashboard may name in the MetricsNamespace."""
+    sources = {path: path.read_text() for path in (ROOT / "crates").rglob("*.rs")}
+    sources.update({path: path.read_text() for path in (ROOT / "functions").rglob("*.rs")})
+    text = "\n".join(sources.values())
+    names = set(re.findall(r'\.count\(\s*"([A-Za-z]+)"', text))
+    names |= set(re.findall(r'Some\(\("([A-Za-z]+)"', text))  # users-http's metric_of
+    welcome = re.findall(r'=> \("([A-Za-z]+)", "([a-z_]+)"\)', text)  # welcome-user's metric_of
+    names |= {name for name, _ in welcome}
+    outcomes = set(re.findall(r'Some\("([a-z_]+)"\)', text)) | {outcome for _, outcome in welcome}
+    functions_ = set(re.findall(r'Metrics::from_env\("([a-z-]+)"\)', text))
+    return names, functions_, outcomes
+
+
+def dashboard_metrics(name: str) -> list[list]:
+    """Every metric array of a dashboard's widgets, with the !Sub variables left as ${...}."""
+    body = TEMPLATE.resources[name]["Properties"]["DashboardBody"]["Fn::Sub"]
+    return [metric for widget in json.loads(body)["widgets"] for metric in widget["properties"]["metrics"]]
+
+
+def test_the_dashboards_name_only_metrics_that_exist():
+    names, functions_, outcomes = emitted_metrics()
+    assert {"UsersCreated", "UsersRefused", "RecordsHandled", "RecordsFailed", "WelcomesSent", "ColdStart"} <= names
+    assert {"create-user", "user-stream", "welcome-user"} <= functions_
+    lambda_functions = set(TEMPLATE.of_type("AWS::Serverless::Function"))
+    queues = set(TEMPLATE.of_type("AWS::SQS::Queue"))
+    named = set()
+    for dashboard in ("UsersDashboard", "WelcomeDashboard"):
+        for metric in dashboard_metrics(dashboard):
+            namespace, metric_name, *rest = metric
+            dimensions = dict(zip(rest[0:-1:2], rest[1:-1:2])) if isinstance(rest[-1], dict) else dict(zip(rest[::2], rest[1::2]))
+            if namespace == "${MetricsNamespace}":
+                assert metric_name in names, metric
+                assert dimensions["Function"] in functions_, metric
+                assert set(dimensions) <= {"Function", "Outcome"}, metric
+                assert dimensions.get("Outcome", "sent") in outcomes | {"sent"}, metric
+                named.add(metric_name)
+            elif namespace == "AWS/Lambda" and "FunctionName" in dimensions:
+                assert metric_name in {"Duration", "Errors", "Throttles", "IteratorAge"}, metric
+                assert dimensions["FunctionName"].strip("${}") in lambda_functions, metric
+            elif namespace == "AWS/Lambda":
+                # The stream mapping's own metrics (MetricsConfig EventCount), as the alarms use them.
+                assert metric_name in {"OnFailureDestinationDeliveredEventCount", "DroppedEventCount"}, metric
+                assert dimensions == {"EventSourceMappingUUID": "${UserStreamFunctionUsersStream}"}, metric
+            elif namespace == "AWS/ApiGateway":
+                assert metric_name in {"Count", "4xx", "5xx", "Latency"}, metric
+                assert dimensions == {"ApiId": "${UsersApi}", "Stage": "$default"}, metric
+            elif namespace == "AWS/SQS":
+                assert metric_name in {"ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage"}, metric
+                assert dimensions["QueueName"].removeprefix("${").removesuffix(".QueueName}") in queues, metric
+            else:
+                raise AssertionError(f"unknown namespace in {metric}")
+    # Every business metric the functions write is on a dashboard.
+    assert named == names, names - named
+    assert TEMPLATE.resources["WelcomeDashboard"]["Condition"] == "SendsWelcome"
+
+
+def test_xray_is_a_parameter_and_its_one_policy_grants_only_segments():
+    assert TEMPLATE.globals["Function"]["Tracing"] == {"Fn::If": ["TracesActive", "Active", "PassThrough"]}
+    policy = TEMPLATE.resources["XRayWritePolicy"]
+    assert policy["Condition"] == "TracesActive"
+    [statement] = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert set(statement["Action"]) == {"xray:PutTraceSegments", "xray:PutTelemetryRecords"} <= ACTIONS_WITHOUT_A_RESOURCE_TYPE
+    roles = {r["Ref"] if "Ref" in r else r["Fn::If"][1]["Ref"] for r in policy["Properties"]["Roles"]}
+    assert roles == set(TEMPLATE.of_type("AWS::IAM::Role"))
+    assert not Template.load(parameters={}).exists("XRayWritePolicy")
+
+
+def test_the_binaries_are_looked_for_where_cargo_puts_them(monkeypatch, tmp_path):
+    monkeypatch.delenv("CARGO_TARGET_DIR", raising=False)
+    from local.template import target_dir
+    assert target_dir() == ROOT / "target"
+    monkeypatch.setenv("CARGO_TARGET_DIR", str(tmp_path / "elsewhere"))
+    assert target_dir() == tmp_path / "elsewhere"

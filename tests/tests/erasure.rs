@@ -34,7 +34,11 @@ async fn everything_stored(local: &Local) -> String {
 /// Everything the API answers about a user.
 async fn every_answer_about(local: &Local, id: UserId) -> String {
     let get = user_route_request("GET", "/users/{id}", &id.to_string(), &[], None);
-    let user = status_and_json(&get_user::handle(&local.users(), get).await.unwrap());
+    let user = status_and_json(
+        &get_user::handle(&local.users().reader(), get)
+            .await
+            .unwrap(),
+    );
     let history = user_route_request("GET", "/users/{id}/history", &id.to_string(), &[], None);
     let history = status_and_json(
         &user_history::handle(&local.history(), history)

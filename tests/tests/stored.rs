@@ -59,7 +59,7 @@ async fn raw_claim_owner(local: &Local, email: &str) -> Option<String> {
 
 async fn get(users: &UserRepository, id: UserId) -> (u16, Value) {
     let request = user_route_request("GET", "/users/{id}", &id.to_string(), &[], None);
-    status_and_json(&get_user::handle(users, request).await.unwrap())
+    status_and_json(&get_user::handle(&users.reader(), request).await.unwrap())
 }
 
 async fn patch(users: &UserRepository, id: UserId, email: &str) -> (u16, Value) {

@@ -2,8 +2,8 @@
 //! GET /users/{id}/history, through the real handlers against a local DynamoDB API.
 
 use integration_tests::{
-    Local, create, delete, event_path, http_event_file, registered_user, status_and_json,
-    unique_email, user_route_request,
+    Local, create, delete, http_event_file, registered_user, status_and_json, unique_email,
+    user_route_request,
 };
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
@@ -13,7 +13,7 @@ use users_core::{HistoryRepository, User, UserId, UserRepository};
 
 async fn get(users: &UserRepository, id: &str) -> (u16, Value) {
     let request = user_route_request("GET", "/users/{id}", id, &[], None);
-    status_and_json(&get_user::handle(users, request).await.unwrap())
+    status_and_json(&get_user::handle(&users.reader(), request).await.unwrap())
 }
 
 async fn patch(users: &UserRepository, id: &str, body: &str) -> (u16, Value) {
@@ -332,16 +332,48 @@ async fn the_sample_events_of_the_user_routes_are_served() {
     );
     assert_eq!((status, &body["email"]), (200, &json!("renamed@test.com")));
     let (status, body) = status_and_json(
-        &get_user::handle(&users, http_event_file("get.json"))
+        &get_user::handle(&users.reader(), http_event_file("get.json"))
             .await
             .unwrap(),
     );
     assert_eq!((status, &body["email"]), (200, &json!("renamed@test.com")));
+    // The history sample reads what the stream recorded of this user: its changes here (the
+    // stream function fed this user's records), each under its own sequence number, in order.
+    let records = local.stream_records_of(&[id]).await;
+    assert!(
+        integration_tests::stream_failures(&local.history(), records.clone())
+            .await
+            .is_empty()
+    );
     let response = user_history::handle(&local.history(), http_event_file("history.json"))
         .await
         .unwrap();
     let (status, body) = status_and_json(&response);
-    assert_eq!(status, 200);
-    assert!(body["items"].is_array(), "{body}");
-    assert!(event_path("history.json").exists());
+    assert_eq!(status, 200, "{body}");
+    let items = body["items"].as_array().expect("an items array");
+    let listed: Vec<(&str, &str)> = items
+        .iter()
+        .map(|item| {
+            (
+                item["sequenceNumber"].as_str().unwrap(),
+                item["eventName"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    for record in &records {
+        let ours = (
+            record["dynamodb"]["SequenceNumber"].as_str().unwrap(),
+            record["eventName"].as_str().unwrap(),
+        );
+        assert!(listed.contains(&ours), "{ours:?} missing from {listed:?}");
+    }
+    assert_eq!(
+        listed.last().map(|(_, name)| *name),
+        Some("MODIFY"),
+        "{listed:?}"
+    );
+    assert!(
+        items.iter().all(|item| item["userId"] == json!(id)),
+        "{body}"
+    );
 }

@@ -19,6 +19,7 @@ fn welcomer(local: &Local, mailer: Mailer) -> Welcomer {
         users: UserReader::new(local.dynamodb.clone(), local.tables.users.clone()),
         welcomes: local.idempotency(),
         mailer,
+        metrics: users_core::Metrics::new("UsersApi-tests", "welcome-user"),
     }
 }
 

@@ -12,6 +12,7 @@ mod deadline;
 mod error;
 mod history;
 mod idempotency;
+mod metrics;
 mod model;
 mod repository;
 mod stream;
@@ -29,6 +30,7 @@ pub use history::{
 pub use idempotency::{
     Attempt, Claim, DEFAULT_KEEP_FOR, IDEMPOTENCY_EXPIRES_AT, IDEMPOTENCY_KEY, IdempotencyStore,
 };
+pub use metrics::{DEFAULT_NAMESPACE, Metrics, Unit};
 pub use model::{
     Email, EpochSeconds, InvalidEmail, InvalidUserId, MAX_EMAIL_LEN, Timestamp, User, UserId,
 };

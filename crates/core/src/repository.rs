@@ -167,6 +167,11 @@ impl UserRepository {
         }
     }
 
+    /// A reader of the same users table (what get-user works with).
+    pub fn reader(&self) -> UserReader {
+        UserReader::new(self.client.clone(), self.tables.users.clone())
+    }
+
     /// Deletes also write the user's erasure marker into this history table, in the same
     /// transaction: from the moment a delete succeeds, the history answers without the user's
     /// emails and no stream record can write one back (see [`crate::HistoryRepository`]).

@@ -3,10 +3,12 @@
 //! status code (in one place, [`ApiError::status`]) and how results become JSON responses.
 
 mod error;
+mod metrics;
 mod request;
 mod response;
 
 pub use error::{ApiError, RequestError};
+pub use metrics::{Operation, count_answer, metric_of};
 pub use request::{
     MAX_BODY_BYTES, caller, deadline_of, json_object_body, log_caller, only_string_field,
     path_parameter, query_parameter, require_method,

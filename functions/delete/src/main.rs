@@ -1,11 +1,22 @@
 use lambda_http::{Error, run, service_fn, tracing};
-use users_core::{TableNames, UserRepository, required_env};
+use users_core::{Metrics, TableNames, UserRepository, required_env};
+use users_http::{Operation, count_answer};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
+    let metrics = Metrics::from_env("delete-user");
+    metrics.cold_start();
     let aws = users_core::load_aws_config().await;
     let users = UserRepository::new(aws_sdk_dynamodb::Client::new(&aws), TableNames::from_env())
         .with_erasure_markers(required_env("HISTORY_TABLE"));
-    run(service_fn(|request| delete_user::handle(&users, request))).await
+    run(service_fn(|request| {
+        let (users, metrics) = (&users, &metrics);
+        async move {
+            let response = delete_user::handle(users, request).await?;
+            count_answer(metrics, Operation::Delete, &response);
+            Ok::<_, Error>(response)
+        }
+    }))
+    .await
 }

@@ -17,7 +17,9 @@ use lambda_runtime::{Error, LambdaEvent};
 use serde::Deserialize;
 use serde_json::Value;
 use std::sync::Arc;
-use users_core::{ChangeEvent, Deadline, EventName, HistoryRepository, InvalidRecord, UserId};
+use users_core::{
+    ChangeEvent, Deadline, EventName, HistoryRepository, InvalidRecord, Metrics, UserId,
+};
 
 /// Why one record of a batch failed; either way it goes into `batchItemFailures`.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +42,8 @@ pub enum RecordError {
 pub struct StreamConsumer {
     pub history: HistoryRepository,
     pub welcome: Option<WelcomeQueue>,
+    /// Each batch's size and how many of its records succeeded and failed (EMF).
+    pub metrics: Metrics,
 }
 
 impl StreamConsumer {
@@ -47,6 +51,7 @@ impl StreamConsumer {
         Self {
             history,
             welcome: None,
+            metrics: Metrics::from_env("user-stream"),
         }
     }
 
@@ -160,6 +165,11 @@ pub async fn handle(
 ) -> Result<DynamoDbEventResponse, Error> {
     let deadline = Deadline::from_lambda(event.context.deadline);
     let outcomes = record_batch(consumer, event.payload.records, deadline).await;
+    let failed = outcomes.iter().filter(|o| o.result.is_err()).count() as u64;
+    let size = outcomes.len() as u64;
+    consumer.metrics.count("StreamBatchSize", size, &[]);
+    consumer.metrics.count("RecordsHandled", size - failed, &[]);
+    consumer.metrics.count("RecordsFailed", failed, &[]);
 
     let mut response = DynamoDbEventResponse::default();
     for outcome in outcomes {

@@ -11,6 +11,7 @@ async fn main() -> Result<(), Error> {
         required_env("HISTORY_TABLE"),
     );
     let mut consumer = StreamConsumer::new(history);
+    consumer.metrics.cold_start();
     // Set only when the stack sends welcome emails (a sender address is configured).
     if let Some(url) = std::env::var("WELCOME_QUEUE_URL")
         .ok()

@@ -15,7 +15,9 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use futures::StreamExt;
 use lambda_runtime::{Error, LambdaEvent};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use users_core::{Attempt, Backoff, Deadline, IdempotencyStore, UserReader, WelcomeMessage};
+use users_core::{
+    Attempt, Backoff, Deadline, IdempotencyStore, Metrics, UserReader, WelcomeMessage,
+};
 
 /// How long a claim is held when the invocation has no deadline (a handler called outside
 /// Lambda, or under `cargo lambda watch`): longer than the function's timeout.
@@ -41,6 +43,8 @@ pub struct Welcomer {
     pub users: UserReader,
     pub welcomes: IdempotencyStore,
     pub mailer: Mailer,
+    /// What became of each message (EMF): sent, skipped, refused, or left on the queue.
+    pub metrics: Metrics,
 }
 
 /// How a message was handled; each of these removes it from the queue.
@@ -103,6 +107,10 @@ pub async fn handle(
         let user_id = WelcomeMessage::from_body(message.body.as_deref().unwrap_or_default())
             .map(|request| request.user_id.to_string())
             .unwrap_or_default();
+        let (metric, outcome_name) = metric_of(&outcome);
+        welcomer
+            .metrics
+            .count(metric, 1, &[("Outcome", outcome_name)]);
         match outcome {
             Ok(welcomed) => tracing::info!(
                 message_id,
@@ -125,6 +133,21 @@ pub async fn handle(
         }
     }
     Ok(response)
+}
+
+/// The metric and outcome a handled message counts.
+fn metric_of(outcome: &Result<Welcomed, WelcomeError>) -> (&'static str, &'static str) {
+    match outcome {
+        Ok(Welcomed::Sent) => ("WelcomesSent", "sent"),
+        Ok(Welcomed::AlreadyHandled { .. }) => ("WelcomesSkipped", "duplicate"),
+        Ok(Welcomed::UserGone) => ("WelcomesSkipped", "user_gone"),
+        Ok(Welcomed::Refused { .. }) => ("WelcomesRefused", "refused"),
+        Err(WelcomeError::Malformed(_)) => ("WelcomesFailed", "malformed"),
+        Err(WelcomeError::InProgress) => ("WelcomesFailed", "in_progress"),
+        Err(WelcomeError::Mail(MailError::Unanswered { .. })) => ("WelcomesFailed", "unanswered"),
+        Err(WelcomeError::Mail(_)) => ("WelcomesFailed", "not_sent"),
+        Err(WelcomeError::Store(_)) => ("WelcomesFailed", "store"),
+    }
 }
 
 /// Handles one message: claim the user's welcome, read the user, send, record the outcome.
