@@ -12,6 +12,7 @@ whose condition is false does not exist locally, as it would not on AWS.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,9 @@ _SAME_SHAPE = ("AttributeDefinitions", "KeySchema", "BillingMode", "ProvisionedT
 LOCAL_SENDER = "welcome@example.com"
 # X-Ray on, so the linters see the policies it adds (locally nothing traces).
 LOCAL_PARAMETERS = {"WelcomeSender": LOCAL_SENDER, "XRayTracing": "true"}
+# What the pseudo parameters are locally (the stack is called "local").
+LOCAL_PSEUDO_PARAMETERS = {"AWS::StackName": "local", "AWS::Region": "us-east-1", "AWS::AccountId": "123456789012",
+                           "AWS::Partition": "aws"}
 
 
 @dataclass
@@ -152,12 +156,16 @@ class Template:
             return str(value)
         if isinstance(value, dict) and set(value) == {"Ref"}:
             name = str(value["Ref"])
+            if name in LOCAL_PSEUDO_PARAMETERS:
+                return LOCAL_PSEUDO_PARAMETERS[name]
             if name in self.parameters:
                 return self.parameters[name]
             return self.refs.get(name, name)
         if isinstance(value, dict) and set(value) == {"Fn::If"}:
             condition, when_true, when_false = value["Fn::If"]
             return self.resolve(when_true if self.condition(str(condition)) else when_false)
+        if isinstance(value, dict) and set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
+            return re.sub(r"\$\{([^}!]+)\}", lambda match: self.resolve({"Ref": match.group(1)}), value["Fn::Sub"])
         raise ValueError(f"cannot resolve {value!r} locally")
 
 

@@ -57,7 +57,7 @@ def test_a_create_a_409_and_a_stream_batch_are_counted(tmp_path):
     assert total(records, "ColdStart", Function="create-user") == 1
     for tag, record in records:
         [directive] = record["_aws"]["CloudWatchMetrics"]
-        assert directive["Namespace"] == "UsersApi", record
+        assert directive["Namespace"] == "UsersApi/local", record  # the template's, for a stack called local
         [metric] = directive["Metrics"]
         assert record["Function"] == tag, record  # the dimension names the function that wrote it
         assert all(name in record for name in directive["Dimensions"][0]), record

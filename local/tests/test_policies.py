@@ -25,7 +25,7 @@ def test_every_policy_is_clean_or_its_findings_are_accepted():
     assert set(policies) == {
         "CreateUserRole/create-user", "DeleteUserRole/delete-user", "GetUserRole/get-user",
         "UpdateUserRole/update-user", "UserHistoryRole/user-history", "UserStreamRole/user-stream",
-        "WelcomeUserRole/welcome-user", "XRayWritePolicy",
+        "WelcomeUserRole/welcome-user",
     }
     seen = set()
     for name, policy in policies.items():

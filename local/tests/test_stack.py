@@ -217,9 +217,11 @@ def test_function_logs_follow_the_templates_logging_config(tmp_path):
     try:
         status, user = stack.post("/create", {"email": "json@test.com"})
         assert status == 201
-        start = stack.wait_for_output("[create-user] {")
+        start = stack.wait_for_output('[create-user] {"level"')
         line = stack.output()[start:].splitlines()[0].removeprefix("[create-user] ")
         logged = json.loads(line)
+        # Besides the log lines, the metrics' EMF records (JSON too, with no level: INFO to Lambda).
+        assert '[create-user] {"ColdStart":1' in stack.output()
         assert logged["level"] == "INFO" and logged["fields"]["message"] == "user created", logged
         assert logged["fields"]["user_id"] == user["id"]
     finally:

@@ -27,25 +27,28 @@ def test_functions_get_their_tables_and_settings():
     assert specs["CreateUserFunction"].binary == "create-user"
     # Globals first: every function names the metrics' namespace.
     assert specs["CreateUserFunction"].environment == {
-        "METRICS_NAMESPACE": "UsersApi", "USERS_TABLE": "UsersTable", "EMAILS_TABLE": "EmailsTable"}
-    assert specs["GetUserFunction"].environment == {"METRICS_NAMESPACE": "UsersApi", "USERS_TABLE": "UsersTable"}
+        "METRICS_NAMESPACE": "UsersApi/local", "USERS_TABLE": "UsersTable", "EMAILS_TABLE": "EmailsTable"}
+    assert specs["GetUserFunction"].environment == {"METRICS_NAMESPACE": "UsersApi/local", "USERS_TABLE": "UsersTable"}
     # !Ref of a queue is its URL on AWS; without a local stack's URLs, its logical id.
     assert specs["UserStreamFunction"].environment == {
-        "METRICS_NAMESPACE": "UsersApi", "HISTORY_TABLE": "HistoryTable", "WELCOME_QUEUE_URL": "WelcomeQueue"}
+        "METRICS_NAMESPACE": "UsersApi/local", "HISTORY_TABLE": "HistoryTable", "WELCOME_QUEUE_URL": "WelcomeQueue"}
     assert specs["WelcomeUserFunction"].environment == {
-        "METRICS_NAMESPACE": "UsersApi", "USERS_TABLE": "UsersTable", "IDEMPOTENCY_TABLE": "IdempotencyTable", "SENDER_ADDRESS": "welcome@example.com"}
+        "METRICS_NAMESPACE": "UsersApi/local", "USERS_TABLE": "UsersTable", "IDEMPOTENCY_TABLE": "IdempotencyTable", "SENDER_ADDRESS": "welcome@example.com"}
     assert specs["UserStreamFunction"].timeout == 30  # its own Timeout over the Globals' 10
     assert specs["DeleteUserFunction"].timeout == 10
 
 
 # Actions that support no resource-level permission: only "*" grants them.
+XRAY_ONLY = {"Fn::If": ["TracesActive", [{"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/AWSXRayDaemonWriteAccess"}],
+                        {"Ref": "AWS::NoValue"}]}
 ACTIONS_WITHOUT_A_RESOURCE_TYPE = {"dynamodb:ListStreams", "xray:PutTraceSegments", "xray:PutTelemetryRecords"}
 
 
 def test_every_role_names_only_its_own_resources():
     for name, role in TEMPLATE.of_type("AWS::IAM::Role").items():
         props = role["Properties"]
-        assert "ManagedPolicyArns" not in props, name
+        # The one managed policy: AWS's X-Ray write access, only with XRayTracing.
+        assert props.get("ManagedPolicyArns", XRAY_ONLY) == XRAY_ONLY, name
         for policy in props["Policies"]:
             for statement in policy["PolicyDocument"]["Statement"]:
                 if "Fn::If" in statement:  # a statement only some parameters grant
@@ -236,7 +239,7 @@ def test_the_dashboards_name_only_metrics_that_exist():
         for metric in dashboard_metrics(dashboard):
             namespace, metric_name, *rest = metric
             dimensions = dict(zip(rest[0:-1:2], rest[1:-1:2])) if isinstance(rest[-1], dict) else dict(zip(rest[::2], rest[1::2]))
-            if namespace == "${MetricsNamespace}":
+            if namespace == "${MetricsNamespace}/${AWS::StackName}":
                 assert metric_name in names, metric
                 assert dimensions["Function"] in functions_, metric
                 assert set(dimensions) <= {"Function", "Outcome"}, metric
@@ -262,20 +265,15 @@ def test_the_dashboards_name_only_metrics_that_exist():
     assert TEMPLATE.resources["WelcomeDashboard"]["Condition"] == "SendsWelcome"
 
 
-def test_xray_is_a_parameter_and_its_one_policy_grants_only_segments():
+def test_xray_is_a_parameter_and_every_role_gets_its_write_access_with_it():
     assert TEMPLATE.globals["Function"]["Tracing"] == {"Fn::If": ["TracesActive", "Active", "PassThrough"]}
-    policy = TEMPLATE.resources["XRayWritePolicy"]
-    assert policy["Condition"] == "TracesActive"
-    [statement] = policy["Properties"]["PolicyDocument"]["Statement"]
-    assert set(statement["Action"]) == {"xray:PutTraceSegments", "xray:PutTelemetryRecords"} <= ACTIONS_WITHOUT_A_RESOURCE_TYPE
-    roles = {r["Ref"] if "Ref" in r else r["Fn::If"][1]["Ref"] for r in policy["Properties"]["Roles"]}
-    assert roles == set(TEMPLATE.of_type("AWS::IAM::Role"))
-    assert not Template.load(parameters={}).exists("XRayWritePolicy")
+    for name, role in TEMPLATE.of_type("AWS::IAM::Role").items():
+        assert role["Properties"]["ManagedPolicyArns"] == XRAY_ONLY, name
+    assert Template.load(parameters={}).condition("TracesActive") is False
+    assert TEMPLATE.condition("TracesActive") is True  # locally on, so the linters see it
 
 
 def test_the_binaries_are_looked_for_where_cargo_puts_them(monkeypatch, tmp_path):
-    monkeypatch.delenv("CARGO_TARGET_DIR", raising=False)
     from local.template import target_dir
-    assert target_dir() == ROOT / "target"
     monkeypatch.setenv("CARGO_TARGET_DIR", str(tmp_path / "elsewhere"))
     assert target_dir() == tmp_path / "elsewhere"
