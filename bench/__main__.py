@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from local.moto import CREDENTIALS, MotoServer
+from local.aws.moto import CREDENTIALS, MotoServer
 from local.template import ROOT, Template, target_dir
 
 from .cgroup import CpuShare

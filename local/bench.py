@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from .harness import RunningStack
-from .moto import free_port
+from .aws.moto import free_port
 
 
 def main() -> None:

@@ -24,8 +24,8 @@ from decimal import Decimal
 import boto3
 from boto3.dynamodb.types import TypeDeserializer
 
-from .esm import lambda_record, read_stream
-from .moto import REGION
+from .aws.stream_mapping import lambda_record, read_stream
+from .aws.moto import REGION
 
 _plain = TypeDeserializer()
 
@@ -85,7 +85,7 @@ def kept_failures(s3, bucket: str) -> list[dict]:
 def sent_emails(endpoint: str) -> list[dict]:
     """What moto's SES sent, oldest first: from, to, subject and body."""
     with urllib.request.urlopen(f"{endpoint}/_local/sent-emails", timeout=10) as answer:
-        messages = json.load(answer)  # see local/moto_app.py
+        messages = json.load(answer)  # see local/aws/moto_app.py
     return [
         {"id": m.get("id"), "from": m.get("source"), "to": m.get("destinations", {}).get("ToAddresses", []),
          "subject": m.get("subject"), "body": m.get("body")}

@@ -26,13 +26,13 @@ import time
 import uuid
 from pathlib import Path
 
-from .esm import BatchProcessor, Discarded, StreamPoller, StreamSettings, as_json
-from .sqs_esm import QueuePoller, QueueSettings
-from .httpapi import HttpApi, routes_from
-from .jwt_authorizer import DEFAULT_ISSUER_PORT, LOCAL_AUDIENCE, JwtAuthorizer, LocalIssuer, route_scopes
-from .moto import REGION, MotoServer
+from .aws.stream_mapping import BatchProcessor, Discarded, StreamPoller, StreamSettings, as_json
+from .aws.queue_mapping import QueuePoller, QueueSettings
+from .aws.http_api import HttpApi, routes_from
+from .aws.jwt_authorizer import DEFAULT_ISSUER_PORT, LOCAL_AUDIENCE, JwtAuthorizer, LocalIssuer, route_scopes
+from .aws.moto import REGION, MotoServer
 from .processes import Log
-from .runtime import LocalFunction, Outcome
+from .aws.lambda_runtime import LocalFunction, Outcome
 from .template import LOCAL_SENDER, ROOT, FunctionSpec, Template, functions, target_dir
 
 STATE = ROOT / ".local"
@@ -231,7 +231,7 @@ def banner(stack: Stack) -> str:
         port = "" if stack.issuer.port == DEFAULT_ISSUER_PORT else f" --issuer-port {stack.issuer.port}"
         auth = f"""
 Every route needs a token (reads users/read, writes users/write), as with the template's JwtIssuer:
-  TOKEN=$(.venv/bin/python -m local.jwt_authorizer token{port} --scope users/read users/write --sub alice)
+  TOKEN=$(.venv/bin/python -m local.aws.jwt_authorizer token{port} --scope users/read users/write --sub alice)
 """
         bearer = ' -H "Authorization: Bearer $TOKEN"'
     queue_url = stack.template.refs.get("WelcomeQueue")
@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--auth", action="store_true",
-        help="require tokens as API Gateway's JWT authorizer does, from a local issuer (print one with: python -m local.jwt_authorizer token)",
+        help="require tokens as API Gateway's JWT authorizer does, from a local issuer (print one with: python -m local.aws.jwt_authorizer token)",
     )
     parser.add_argument("--issuer-port", type=int, default=DEFAULT_ISSUER_PORT, help=f"the local issuer's port, with --auth (default {DEFAULT_ISSUER_PORT})")
     parser.add_argument(

@@ -24,7 +24,7 @@ import threading
 import time
 from pathlib import Path
 
-from .moto import MotoServer
+from .aws.moto import MotoServer
 from .template import Template
 
 USAGE = "usage: python -m local.testenv -- COMMAND [ARGS...]  |  python -m local.testenv --serve"

@@ -22,9 +22,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from .moto import MotoServer
+from .aws.moto import MotoServer
 from .processes import Log
-from .runtime import ACCOUNT, Outcome
+from .aws.lambda_runtime import ACCOUNT, Outcome
 from .stack import EventSourceMappings
 from .template import ROOT, Template, functions
 from .testenv import Signals, stop_session, variables

@@ -224,7 +224,7 @@ impl Local {
 
     /// The emails moto's SES has sent to `address` (its body each).
     pub fn emails_sent_to(&self, address: &str) -> Vec<String> {
-        // local/moto_app.py reads them from moto's SES.
+        // local/aws/moto_app.py reads them from moto's SES.
         let data = http_get(&format!("{}/_local/sent-emails", self.endpoint));
         let sent: Value = serde_json::from_str(&data).expect("the sent emails as JSON");
         sent.as_array()

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from local.harness import RunningStack
-from local.jwt_authorizer import LOCAL_AUDIENCE, LocalIssuer, route_scopes
-from local.moto import free_port
+from local.aws.jwt_authorizer import LOCAL_AUDIENCE, LocalIssuer, route_scopes
+from local.aws.moto import free_port
 from local.template import Template
 
 UNAUTHORIZED = (401, {"message": "Unauthorized"})

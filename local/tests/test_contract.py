@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from local.harness import RunningStack
-from local.jwt_authorizer import LocalIssuer
-from local.moto import free_port
+from local.aws.jwt_authorizer import LocalIssuer
+from local.aws.moto import free_port
 from local.template import ROOT, Template, functions
 
 SPEC = yaml.safe_load((ROOT / "openapi.yaml").read_text())
@@ -77,7 +77,7 @@ def without_security(spec: dict) -> dict:
 
 
 def test_every_operation_requires_the_scope_the_template_gives_its_route():
-    from local.jwt_authorizer import route_scopes
+    from local.aws.jwt_authorizer import route_scopes
 
     template_scopes = route_scopes(Template.load().resources["UsersApi"]["Properties"]["DefinitionBody"])
     spec_scopes = {f"{method.upper()} {path}": [scope for requirement in operation["security"] for scope in requirement["UsersJwt"]]

@@ -3,8 +3,8 @@
 import json
 import re
 
-from local.esm import BatchProcessor, Discarded, StreamSettings, lambda_record
-from local.runtime import Outcome
+from local.aws.stream_mapping import BatchProcessor, Discarded, StreamSettings, lambda_record
+from local.aws.lambda_runtime import Outcome
 
 NOW = 1_800_000_000
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from local.filters import accepts, matches, parse_filter_criteria
+from local.aws.event_filters import accepts, matches, parse_filter_criteria
 
 RECORD = {
     "eventName": "INSERT",

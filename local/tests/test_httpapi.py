@@ -7,7 +7,7 @@ import io
 import json
 import socket
 
-from local.httpapi import HttpApi, routes_from, to_http
+from local.aws.http_api import HttpApi, routes_from, to_http
 from local.processes import Log
 from local.template import Template, functions
 

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from local.jwt_authorizer import FORBIDDEN, UNAUTHORIZED, JwtAuthorizer, LocalIssuer, _claim_text
-from local.moto import free_port
+from local.aws.jwt_authorizer import FORBIDDEN, UNAUTHORIZED, JwtAuthorizer, LocalIssuer, _claim_text
+from local.aws.moto import free_port
 
 ROUTES = {"POST /create": ["users/write"], "GET /users/{id}": ["users/read"]}
 

@@ -8,7 +8,7 @@ import json
 import time
 
 from local.harness import RunningStack
-from local.moto import free_port
+from local.aws.moto import free_port
 
 
 def emf_records(output: str) -> list[tuple[str, dict]]:

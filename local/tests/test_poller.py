@@ -10,8 +10,8 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
-from local.esm import StreamPoller, StreamSettings
-from local.moto import MotoServer
+from local.aws.stream_mapping import StreamPoller, StreamSettings
+from local.aws.moto import MotoServer
 from local.processes import Log
 from local.template import Template
 

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from local.processes import Log
-from local.runtime import LocalFunction, tidy_log_line
+from local.aws.lambda_runtime import LocalFunction, tidy_log_line
 
 RUNTIME = textwrap.dedent(
     f"""\

@@ -1,8 +1,8 @@
 """The local SQS event source mapping's rules: which messages of a handled batch Lambda deletes,
 the event's shape, and the settings read from the template."""
 
-from local.runtime import Outcome
-from local.sqs_esm import QueueSettings, lambda_message, messages_to_delete
+from local.aws.lambda_runtime import Outcome
+from local.aws.queue_mapping import QueueSettings, lambda_message, messages_to_delete
 from local.template import Template
 
 BATCH = [{"messageId": f"m{n}", "receiptHandle": f"r{n}"} for n in range(3)]

@@ -17,9 +17,9 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from local.esm import StreamSettings, read_stream
+from local.aws.stream_mapping import StreamSettings, read_stream
 from local.harness import RunningStack
-from local.moto import free_port
+from local.aws.moto import free_port
 from local.template import ROOT, Template, functions, target_dir
 
 STREAM_SETTINGS = StreamSettings.from_properties(

@@ -43,7 +43,7 @@ def test_a_signal_stops_the_command_its_children_and_moto(tmp_path, signum):
     wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 3)
     started = [int(pid) for pid in pids.read_text().split()]
     moto = [p for p in map(int, filter(str.isdigit, os.listdir("/proc")))
-            if alive(p) and b"local.moto_app" in open(f"/proc/{p}/cmdline", "rb").read() and os.getsid(p) == testenv.pid]
+            if alive(p) and b"local.aws.moto_app" in open(f"/proc/{p}/cmdline", "rb").read() and os.getsid(p) == testenv.pid]
     assert len(moto) == 1
 
     testenv.send_signal(signum)

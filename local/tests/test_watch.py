@@ -16,7 +16,7 @@ from pathlib import Path
 import boto3
 
 from local.event import event
-from local.moto import free_port
+from local.aws.moto import free_port
 from local.template import ROOT
 
 

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from local.harness import RunningStack
-from local.moto import free_port
+from local.aws.moto import free_port
 from local.template import LOCAL_SENDER, Template
 
 VISIBILITY_TIMEOUT = 2

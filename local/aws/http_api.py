@@ -17,8 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from .processes import Log
-from .runtime import ACCOUNT, LocalFunction
+from ..processes import Log
+from .lambda_runtime import ACCOUNT, LocalFunction
 
 # API Gateway's own limit on request bodies.
 MAX_BODY = 10 * 1024 * 1024
@@ -86,7 +86,7 @@ class _ApiServer(ThreadingHTTPServer):
 
 class HttpApi:
     """A ThreadingHTTPServer in front of the functions, with the API's JWT authorizer if it
-    has one (anything with `check(route_key, authorization)`, see local.jwt_authorizer)."""
+    has one (anything with `check(route_key, authorization)`, see local.aws.jwt_authorizer)."""
 
     def __init__(self, routes: list[Route], host: str, port: int, log: Log, authorizer=None):
         self.routes = routes

@@ -11,7 +11,7 @@
 
 Print a token for the local stack's issuer (scripts/run --auth):
 
-    .venv/bin/python -m local.jwt_authorizer token --scope users/read users/write --sub alice --lifetime 3600
+    .venv/bin/python -m local.aws.jwt_authorizer token --scope users/read users/write --sub alice --lifetime 3600
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from .template import ROOT
+from ..template import ROOT
 
 ISSUER_DIR = ROOT / ".local" / "issuer"
 # The audience the local stack's authorizer requires (the template's JwtAudience, locally).
@@ -211,7 +211,7 @@ def route_scopes(definition_body: dict) -> dict[str, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m local.jwt_authorizer", description="The local issuer of tokens.")
+    parser = argparse.ArgumentParser(prog="python -m local.aws.jwt_authorizer", description="The local issuer of tokens.")
     sub = parser.add_subparsers(dest="command", required=True)
     token = sub.add_parser("token", help="print a token signed by the local stack's issuer (scripts/run --auth)")
     token.add_argument("--scope", nargs="*", default=["users/read", "users/write"], help="default: users/read users/write")

@@ -12,7 +12,7 @@ shape Lambda delivers it. Then, as Lambda does:
 
 The queue itself (moto's SQS) counts receives and moves a message past its RedrivePolicy's
 maxReceiveCount to the dead-letter queue, as SQS does. Receives are short polls: moto's server
-handles one request at a time (local/moto_app.py), and a long poll would hold every other
+handles one request at a time (local/aws/moto_app.py), and a long poll would hold every other
 request up.
 """
 
@@ -24,8 +24,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .processes import Log
-from .runtime import Outcome
+from ..processes import Log
+from .lambda_runtime import Outcome
 
 POLL_INTERVAL = 0.2  # between empty receives: short polls, a few a second
 RECEIVE_LIMIT = 10  # SQS returns at most ten messages per ReceiveMessage

@@ -1,4 +1,4 @@
-"""moto's server, handling one request at a time: `python -m local.moto_app -p PORT`.
+"""moto's server, handling one request at a time: `python -m local.aws.moto_app -p PORT`.
 
 It also answers `GET /_local/sent-emails`: the emails moto's SES has sent, read from moto's own
 state (moto's `/moto-api/data.json` has them too, but serialises every model of every service

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import boto3
 
-from . import processes
-from .template import ROOT, Template
+from .. import processes
+from ..template import ROOT, Template
 
 REGION = "us-east-1"
 # moto accepts any credentials; these keep the SDKs from looking for real ones.
@@ -57,8 +57,8 @@ class MotoServer:
         # The child gets its own copy of the log's descriptor; ours is closed once it has started.
         with open(self._log or os.devnull, "ab") as output:
             self._process = subprocess.Popen(
-                # moto's server, handling one request at a time (see local/moto_app.py).
-                [sys.executable, "-m", "local.moto_app", "-H", "127.0.0.1", "-p", str(self.port)],
+                # moto's server, handling one request at a time (see local/aws/moto_app.py).
+                [sys.executable, "-m", "local.aws.moto_app", "-H", "127.0.0.1", "-p", str(self.port)],
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,

@@ -31,9 +31,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from . import filters
-from .processes import Log
-from .runtime import Outcome
+from . import event_filters as filters
+from ..processes import Log
+from .lambda_runtime import Outcome
 
 POLL_INTERVAL = 0.25  # Lambda polls DynamoDB stream shards four times per second.
 RETRY_BACKOFF = 0.2

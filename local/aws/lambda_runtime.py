@@ -26,7 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from . import processes
+from .. import processes
 
 API = "/2018-06-01/runtime"
 
