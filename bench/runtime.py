@@ -1,20 +1,21 @@
-"""A Lambda Runtime API for one process, timing its phases as Lambda bills them: init (spawn to
-its first /next, at full CPU), then each invocation (event handed over to answer received),
-with the process moved into the memory size's CPU share when its init ends."""
+"""One process under the Lambda Runtime API, timing its phases as Lambda bills them: init (spawn
+to its first /next, at full CPU), then each invocation (event handed over to answer received),
+with the process moved into the memory size's CPU share when its init ends. The Runtime API is
+the local stack's (local/aws/lambda_runtime.py), so the benchmark and `scripts/run` speak it the
+same way."""
 
 from __future__ import annotations
 
 import json
-import os
 import queue
-import socket
 import subprocess
 import threading
 import time
 import uuid
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from local.aws.lambda_runtime import Handed, Outcome, RuntimeApi
 
 from .cgroup import CpuShare
 
@@ -46,7 +47,8 @@ class Invocation:
 
 
 class MeasuredFunction:
-    """One execution environment: start() runs init, invoke() one event at a time."""
+    """One execution environment on the local stack's Runtime API (local/aws/lambda_runtime.py),
+    timed: start() runs init, invoke() one event at a time."""
 
     def __init__(self, command: list[str], env: dict[str, str], share: CpuShare | None, timeout: float = 60):
         self._command, self._env, self._share, self._timeout = command, env, share, timeout
@@ -56,13 +58,14 @@ class MeasuredFunction:
         self.init_ms = self.init_cpu_ms = 0.0
         self._handed_at = 0.0
         self._cpu_at_hand = 0
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._request_id = ""
+        self._stopping = False
+        self._api = RuntimeApi(self, name="bench-runtime-api")
+        self._api.start()
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
-        env = {**self._env, "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{self._server.server_address[1]}"}
+        env = {**self._env, "AWS_LAMBDA_RUNTIME_API": self._api.address}
         self._spawned_at = time.perf_counter()
         self.process = subprocess.Popen(self._command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if not self._first_next.wait(self._timeout):
@@ -76,80 +79,46 @@ class MeasuredFunction:
     def stop(self) -> float:
         """Stops the process; its peak RSS in MB."""
         rss = peak_rss_mb(self.process.pid) if self.process and self.process.poll() is None else 0.0
+        self._stopping = True
         if self.process:
             self.process.kill()
             self.process.wait()
-        self._server.shutdown()
-        self._server.server_close()
+        self._api.stop()
         return rss
 
-    def _handler(self):
-        function = self
+    # --- what the Runtime API serves ---
+    def next_handed(self) -> Handed | None:
+        pid = self.process.pid
+        if not self._first_next.is_set():
+            # Init is over: what follows runs at the memory size's share of a CPU.
+            self.init_ms = (time.perf_counter() - self._spawned_at) * 1000
+            self.init_cpu_ms = cpu_ns(pid) / 1e6
+            if self._share is not None:
+                self._share.add(pid)
+            self._first_next.set()
+        while True:
+            if self._stopping:
+                return None
+            try:
+                event = self._events.get(timeout=0.2)
+                break
+            except queue.Empty:
+                continue
+        body = json.dumps(event).encode()
+        self._request_id = str(uuid.uuid4())
+        self._cpu_at_hand = cpu_ns(pid)
+        self._handed_at = time.perf_counter()
+        return Handed(self._request_id, body, int((time.time() + self._timeout) * 1000),
+                      "arn:aws:lambda:us-east-1:123456789012:function:bench",
+                      "Root=1-00000000-000000000000000000000000;Sampled=0")
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+    def answered(self, request_id: str, outcome: Outcome, arrived_at: float) -> bool:
+        if request_id != self._request_id:
+            return False
+        cpu = cpu_ns(self.process.pid)
+        self._answers.put((outcome.payload, outcome.error, arrived_at, cpu))
+        return True
 
-            def log_message(self, *_args) -> None:
-                pass
-
-            def setup(self) -> None:
-                super().setup()
-                # http.server writes an answer's headers and its body separately: with Nagle's
-                # algorithm the body waits for the client's delayed ACK, 40 ms on every warm
-                # /next, which Lambda's own Runtime API does not cost. Send at once.
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-            def handle(self) -> None:
-                # A process killed while it waits on /next resets its connection: that is the end
-                # of a measurement, not an error.
-                try:
-                    super().handle()
-                except (ConnectionResetError, BrokenPipeError):
-                    pass
-
-            def _reply(self, status: int, body: bytes = b"", headers: dict | None = None) -> None:
-                self.send_response(status)
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_GET(self) -> None:  # /2018-06-01/runtime/invocation/next
-                pid = function.process.pid
-                if not function._first_next.is_set():
-                    # Init is over: what follows runs at the memory size's share of a CPU.
-                    function.init_ms = (time.perf_counter() - function._spawned_at) * 1000
-                    function.init_cpu_ms = cpu_ns(pid) / 1e6
-                    if function._share is not None:
-                        function._share.add(pid)
-                    function._first_next.set()
-                event = function._events.get()
-                body = json.dumps(event).encode()
-                deadline = int((time.time() + function._timeout) * 1000)
-                function._cpu_at_hand = cpu_ns(pid)
-                function._handed_at = time.perf_counter()
-                self._reply(200, body, {
-                    "Lambda-Runtime-Aws-Request-Id": str(uuid.uuid4()),
-                    "Lambda-Runtime-Deadline-Ms": str(deadline),
-                    "Lambda-Runtime-Invoked-Function-Arn": "arn:aws:lambda:us-east-1:123456789012:function:bench",
-                    "Lambda-Runtime-Trace-Id": "Root=1-00000000-000000000000000000000000;Sampled=0",
-                    "Content-Type": "application/json",
-                })
-
-            def do_POST(self) -> None:  # .../{id}/response, .../{id}/error, /init/error
-                done_at = time.perf_counter()
-                cpu = cpu_ns(function.process.pid)
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                self._reply(202)
-                try:
-                    parsed = json.loads(body) if body else None
-                except ValueError:
-                    parsed = body.decode(errors="replace")
-                if self.path.endswith("/response"):
-                    function._answers.put((parsed, None, done_at, cpu))
-                else:
-                    function._answers.put((None, parsed or "error", done_at, cpu))
-
-        return Handler
+    def init_failed(self, body: bytes) -> None:
+        self._answers.put((None, {"errorType": "InitError", "errorMessage": body.decode(errors="replace")},
+                           time.perf_counter(), 0))

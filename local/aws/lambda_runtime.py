@@ -72,6 +72,127 @@ class _Invocation:
 _STOPPED = Outcome(error={"errorType": "Runtime.Stopped", "errorMessage": "the local stack is stopping"})
 
 
+@dataclass
+class Handed:
+    """An event handed to the function on its /next, with the headers Lambda sends."""
+
+    request_id: str
+    body: bytes
+    deadline_ms: int
+    function_arn: str
+    trace_id: str
+
+
+def outcome_of(kind: str, body: bytes) -> Outcome:
+    """What a function posted to .../response or .../error, as an outcome."""
+    if kind == "response":
+        try:
+            return Outcome(payload=json.loads(body) if body else None)
+        except json.JSONDecodeError:
+            return Outcome(payload=body.decode(errors="replace"))
+    try:
+        error = json.loads(body)
+    except json.JSONDecodeError:
+        error = None
+    if not isinstance(error, dict):
+        error = {"errorType": "Unknown", "errorMessage": body.decode(errors="replace")}
+    return Outcome(error=error)
+
+
+class RuntimeApi:
+    """The Lambda Runtime API over HTTP on a loopback port, for one process at a time: the one
+    implementation the local stack and the benchmark share. What it serves comes from its host:
+
+    - `host.next_handed()`: blocks until an event is handed over (a `Handed`), or returns None
+      when this process should stop polling (410);
+    - `host.answered(request_id, outcome, arrived_at)`: the function's answer (`arrived_at` is
+      `time.perf_counter()` when its request arrived); False for an unknown request id (400);
+    - `host.init_failed(body)`: the function reported an init error.
+    """
+
+    def __init__(self, host, name: str = "runtime-api"):
+        self._host = host
+        self._name = name
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server.daemon_threads = True
+
+    @property
+    def address(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"{host}:{port}"
+
+    def start(self) -> None:
+        threading.Thread(target=self._server.serve_forever, name=self._name, daemon=True).start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _handler_class(self):
+        host = self._host
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()
+                # http.server writes an answer's headers and body separately: with Nagle's
+                # algorithm the body would wait 40 ms for the function's delayed ACK on every
+                # warm invocation. Lambda's Runtime API costs no such wait.
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+            def log_message(self, *_args) -> None:  # the function's own logs are enough
+                pass
+
+            def handle(self) -> None:
+                # A process killed while it waits on /next resets its connection: not an error.
+                try:
+                    super().handle()
+                except (ConnectionResetError, BrokenPipeError):
+                    pass
+
+            def _reply(self, status: int, body: bytes = b"", headers: dict | None = None) -> None:
+                self.send_response(status)
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                try:
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the process went away (stopped, crashed or timed out)
+
+            def do_GET(self) -> None:
+                if self.path != f"{API}/invocation/next":
+                    return self._reply(404)
+                handed = host.next_handed()
+                if handed is None:
+                    return self._reply(410)
+                self._reply(200, handed.body, {
+                    "Content-Type": "application/json",
+                    "Lambda-Runtime-Aws-Request-Id": handed.request_id,
+                    "Lambda-Runtime-Deadline-Ms": str(handed.deadline_ms),
+                    "Lambda-Runtime-Invoked-Function-Arn": handed.function_arn,
+                    "Lambda-Runtime-Trace-Id": handed.trace_id,
+                })
+
+            def do_POST(self) -> None:
+                arrived_at = time.perf_counter()
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                parts = self.path.removeprefix(f"{API}/").split("/")
+                if parts == ["init", "error"]:
+                    host.init_failed(body)
+                    return self._reply(202, b"{}")
+                if len(parts) != 3 or parts[0] != "invocation" or parts[2] not in ("response", "error"):
+                    return self._reply(404)
+                if not host.answered(parts[1], outcome_of(parts[2], body), arrived_at):
+                    return self._reply(400, b'{"errorMessage":"unknown request id"}')
+                self._reply(202, b'{"status":"OK"}')
+
+        return Handler
+
+
 class LocalFunction:
     """One function: up to `concurrency` execution environments of its binary. Thread-safe
     `invoke`: an invocation takes an idle environment, or starts a new one while there are fewer
@@ -206,8 +327,7 @@ class _Environment:
         self._in_flight: dict[str, _Invocation] = {}
         self._one_at_a_time = threading.Lock()
         self._process: subprocess.Popen | None = None
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
+        self._api = RuntimeApi(self, name=f"runtime-api-{name}")
         self._stopping = False
         # Bumped whenever a process starts, so that a dead process's pending /next poll does not
         # take an invocation meant for its successor.
@@ -215,12 +335,11 @@ class _Environment:
 
     # --- lifecycle ---
     def start(self) -> None:
-        threading.Thread(target=self._server.serve_forever, name=f"runtime-api-{self.name}", daemon=True).start()
+        self._api.start()
         try:
             self._start_process()
         except BaseException:
-            self._server.shutdown()
-            self._server.server_close()
+            self._api.stop()
             raise
 
     def stop(self) -> None:
@@ -228,15 +347,13 @@ class _Environment:
         processes.stop(self._process)
         for invocation in list(self._in_flight.values()):
             invocation.finish(_STOPPED)
-        self._server.shutdown()
-        self._server.server_close()
+        self._api.stop()
 
     def _start_process(self) -> None:
         self._generation += 1
-        host, port = self._server.server_address[:2]
         env = {
             **self._environment,
-            "AWS_LAMBDA_RUNTIME_API": f"{host}:{port}",
+            "AWS_LAMBDA_RUNTIME_API": self._api.address,
             "AWS_LAMBDA_FUNCTION_NAME": self.name,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(self._memory_mb),
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
@@ -282,82 +399,31 @@ class _Environment:
             self._in_flight.pop(invocation.id, None)
             return invocation.outcome
 
-    # --- the Runtime API ---
-    def _handler_class(self):
-        function = self
+    # --- what the Runtime API serves (see RuntimeApi) ---
+    def next_handed(self) -> Handed | None:
+        """The next invocation for the process polling now; None once that process has been
+        replaced (a late poll of a dead process must not take its successor's invocation)."""
+        generation = self._generation
+        while True:
+            if self._stopping or self._generation != generation:
+                return None
+            try:
+                invocation = self._next.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if self._generation != generation:
+                self._next.put(invocation)  # for the process that replaced ours
+                return None
+            if not invocation.done.is_set():
+                return Handed(invocation.id, invocation.body, invocation.deadline_ms, self.arn,
+                              f"Root=1-{int(time.time()):08x}-{invocation.id.replace('-', '')[:24]}")
 
-        class RuntimeApi(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+    def answered(self, request_id: str, outcome: Outcome, _arrived_at: float) -> bool:
+        invocation = self._in_flight.get(request_id)
+        if invocation is None:
+            return False
+        invocation.finish(outcome)
+        return True
 
-            def setup(self) -> None:
-                super().setup()
-                # http.server writes an answer's headers and body separately: with Nagle's
-                # algorithm the body would wait 40 ms for the function's delayed ACK on every
-                # warm invocation. Lambda's Runtime API costs no such wait.
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-            def log_message(self, *_args) -> None:  # the function's own logs are enough
-                pass
-
-            def _reply(self, status: int, body: bytes = b"", headers: dict | None = None) -> None:
-                self.send_response(status)
-                for key, value in (headers or {}).items():
-                    self.send_header(key, value)
-                self.send_header("Content-Length", str(len(body)))
-                try:
-                    self.end_headers()
-                    self.wfile.write(body)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the process went away (stopped, crashed or timed out)
-
-            def do_GET(self) -> None:
-                if self.path != f"{API}/invocation/next":
-                    return self._reply(404)
-                generation = function._generation
-                while True:
-                    if function._stopping or function._generation != generation:
-                        return self._reply(410)
-                    try:
-                        invocation = function._next.get(timeout=0.2)
-                    except queue.Empty:
-                        continue
-                    if function._generation != generation:
-                        function._next.put(invocation)  # for the process that replaced ours
-                        return self._reply(410)
-                    if not invocation.done.is_set():
-                        break
-                self._reply(200, invocation.body, {
-                    "Content-Type": "application/json",
-                    "Lambda-Runtime-Aws-Request-Id": invocation.id,
-                    "Lambda-Runtime-Deadline-Ms": str(invocation.deadline_ms),
-                    "Lambda-Runtime-Invoked-Function-Arn": function.arn,
-                    "Lambda-Runtime-Trace-Id": f"Root=1-{int(time.time()):08x}-{invocation.id.replace('-', '')[:24]}",
-                })
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                parts = self.path.removeprefix(f"{API}/").split("/")
-                if parts == ["init", "error"]:
-                    function._log.line(function.tag, f"init error: {body.decode(errors='replace')}")
-                    return self._reply(202, b"{}")
-                if len(parts) != 3 or parts[0] != "invocation" or parts[2] not in ("response", "error"):
-                    return self._reply(404)
-                invocation = function._in_flight.get(parts[1])
-                if invocation is None:
-                    return self._reply(400, b'{"errorMessage":"unknown request id"}')
-                if parts[2] == "response":
-                    try:
-                        payload = json.loads(body) if body else None
-                    except json.JSONDecodeError:
-                        payload = body.decode(errors="replace")
-                    invocation.finish(Outcome(payload=payload))
-                else:
-                    try:
-                        error = json.loads(body)
-                    except json.JSONDecodeError:
-                        error = {"errorType": "Unknown", "errorMessage": body.decode(errors="replace")}
-                    invocation.finish(Outcome(error=error))
-                self._reply(202, b'{"status":"OK"}')
-
-        return RuntimeApi
+    def init_failed(self, body: bytes) -> None:
+        self._log.line(self.tag, f"init error: {body.decode(errors='replace')}")
