@@ -67,8 +67,8 @@ def test_a_create_under_watch_reaches_the_stream_function(tmp_path):
         # AND the stream function forwards the new user to the welcome queue, whose mapping
         # invokes the welcome function under watch (the user is gone by then, or not yet)
         deadline = time.monotonic() + 300
-        while not (welcome := dynamodb.get_item(TableName="IdempotencyTable", Key={"key": {"S": f"welcome#{user['id']}"}},
-                                                ConsistentRead=True).get("Item")):
+        while (welcome := dynamodb.get_item(TableName="IdempotencyTable", Key={"key": {"S": f"welcome#{user['id']}"}},
+                                            ConsistentRead=True).get("Item", {})).get("status", {}).get("S") != "DONE":
             assert time.monotonic() < deadline, output()
             time.sleep(0.5)
         assert welcome["outcome"]["S"] in ("sent", "user gone"), welcome
