@@ -59,6 +59,8 @@ class MeasuredFunction:
         self._handed_at = 0.0
         self._cpu_at_hand = 0
         self._request_id = ""
+        self._answer_lock = threading.Lock()
+        self._init_error: str | None = None
         self._stopping = False
         self._api = RuntimeApi(self, name="bench-runtime-api")
         self._api.start()
@@ -68,12 +70,28 @@ class MeasuredFunction:
         env = {**self._env, "AWS_LAMBDA_RUNTIME_API": self._api.address}
         self._spawned_at = time.perf_counter()
         self.process = subprocess.Popen(self._command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if not self._first_next.wait(self._timeout):
-            raise RuntimeError(f"{self._command[0]} did not ask for an event within {self._timeout}s")
+        gives_up = time.monotonic() + self._timeout
+        while not self._first_next.wait(0.05):
+            problem = (self._init_error or (f"exited with status {self.process.returncode} during init"
+                                            if self.process.poll() is not None else None)
+                       or (f"did not ask for an event within {self._timeout}s" if time.monotonic() > gives_up else None))
+            if problem:
+                self.stop()
+                raise RuntimeError(f"{self._command[0]}: {problem}")
 
     def invoke(self, event: object) -> Invocation:
         self._events.put(event)
-        payload, error, done_at, cpu = self._answers.get(timeout=self._timeout)
+        gives_up = time.monotonic() + self._timeout
+        while True:
+            try:
+                payload, error, done_at, cpu = self._answers.get(timeout=0.05)
+                break
+            except queue.Empty:
+                # A crash or a hang is an error answer, counted as such, not a stalled benchmark.
+                if self.process.poll() is not None or time.monotonic() > gives_up:
+                    reason = (f"exit status {self.process.returncode}" if self.process.poll() is not None
+                              else f"no answer within {self._timeout}s")
+                    return Invocation(None, {"errorType": "Runtime.ExitError", "errorMessage": reason}, 0.0, 0.0)
         return Invocation(payload, error, (done_at - self._handed_at) * 1000, (cpu - self._cpu_at_hand) / 1e6)
 
     def stop(self) -> float:
@@ -105,20 +123,26 @@ class MeasuredFunction:
             except queue.Empty:
                 continue
         body = json.dumps(event).encode()
-        self._request_id = str(uuid.uuid4())
+        with self._answer_lock:
+            self._request_id = str(uuid.uuid4())
         self._cpu_at_hand = cpu_ns(pid)
         self._handed_at = time.perf_counter()
         return Handed(self._request_id, body, int((time.time() + self._timeout) * 1000),
                       "arn:aws:lambda:us-east-1:123456789012:function:bench",
                       "Root=1-00000000-000000000000000000000000;Sampled=0")
 
-    def answered(self, request_id: str, outcome: Outcome, arrived_at: float) -> bool:
-        if request_id != self._request_id:
-            return False
-        cpu = cpu_ns(self.process.pid)
-        self._answers.put((outcome.payload, outcome.error, arrived_at, cpu))
+    def arrived(self) -> tuple[float, int]:
+        """When the answer arrived, and the CPU used by then: read before its body is."""
+        return time.perf_counter(), cpu_ns(self.process.pid)
+
+    def answered(self, request_id: str, outcome: Outcome, arrival: tuple[float, int]) -> bool:
+        with self._answer_lock:  # one answer per event: a second post for it is refused
+            if not request_id or request_id != self._request_id:
+                return False
+            self._request_id = ""
+        done_at, cpu = arrival
+        self._answers.put((outcome.payload, outcome.error, done_at, cpu))
         return True
 
     def init_failed(self, body: bytes) -> None:
-        self._answers.put((None, {"errorType": "InitError", "errorMessage": body.decode(errors="replace")},
-                           time.perf_counter(), 0))
+        self._init_error = f"init error: {body.decode(errors='replace')}"

@@ -88,11 +88,11 @@ def outcome_of(kind: str, body: bytes) -> Outcome:
     if kind == "response":
         try:
             return Outcome(payload=json.loads(body) if body else None)
-        except json.JSONDecodeError:
+        except ValueError:  # not JSON, or not UTF-8
             return Outcome(payload=body.decode(errors="replace"))
     try:
         error = json.loads(body)
-    except json.JSONDecodeError:
+    except ValueError:
         error = None
     if not isinstance(error, dict):
         error = {"errorType": "Unknown", "errorMessage": body.decode(errors="replace")}
@@ -105,8 +105,10 @@ class RuntimeApi:
 
     - `host.next_handed()`: blocks until an event is handed over (a `Handed`), or returns None
       when this process should stop polling (410);
-    - `host.answered(request_id, outcome, arrived_at)`: the function's answer (`arrived_at` is
-      `time.perf_counter()` when its request arrived); False for an unknown request id (400);
+    - `host.arrived()`: called first thing when an answer's request arrives; whatever it returns
+      (the benchmark: the time and the process's CPU) is handed to `answered`;
+    - `host.answered(request_id, outcome, arrival)`: the function's answer; False for an unknown
+      (or already answered) request id (400);
     - `host.init_failed(body)`: the function reported an init error.
     """
 
@@ -177,7 +179,7 @@ class RuntimeApi:
                 })
 
             def do_POST(self) -> None:
-                arrived_at = time.perf_counter()
+                arrival = host.arrived()
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 parts = self.path.removeprefix(f"{API}/").split("/")
@@ -186,7 +188,7 @@ class RuntimeApi:
                     return self._reply(202, b"{}")
                 if len(parts) != 3 or parts[0] != "invocation" or parts[2] not in ("response", "error"):
                     return self._reply(404)
-                if not host.answered(parts[1], outcome_of(parts[2], body), arrived_at):
+                if not host.answered(parts[1], outcome_of(parts[2], body), arrival):
                     return self._reply(400, b'{"errorMessage":"unknown request id"}')
                 self._reply(202, b'{"status":"OK"}')
 
@@ -418,7 +420,10 @@ class _Environment:
                 return Handed(invocation.id, invocation.body, invocation.deadline_ms, self.arn,
                               f"Root=1-{int(time.time()):08x}-{invocation.id.replace('-', '')[:24]}")
 
-    def answered(self, request_id: str, outcome: Outcome, _arrived_at: float) -> bool:
+    def arrived(self) -> None:
+        return None
+
+    def answered(self, request_id: str, outcome: Outcome, _arrival: None) -> bool:
         invocation = self._in_flight.get(request_id)
         if invocation is None:
             return False

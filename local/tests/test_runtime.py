@@ -124,3 +124,58 @@ def test_log_lines_lose_the_long_invocation_span():
             'xrayTraceId="Root=1-6b0286c5-bba578ab71f647548d192ba8"}: user change event_name="INSERT"')
     assert tidy_log_line(line) == ' INFO request=5145523c user change event_name="INSERT"'
     assert tidy_log_line("plain line") == "plain line"
+
+
+def test_the_runtime_api_answers_as_lambdas_does_for_odd_requests():
+    """The Runtime API itself, with a host that hands one event: unknown paths 404, an unknown
+    request id 400, an error body that is no JSON object (or no UTF-8) still an error."""
+    import http.client
+
+    from local.aws.lambda_runtime import Handed, RuntimeApi
+
+    class OneEvent:
+        def __init__(self):
+            self.answers = []
+
+        def next_handed(self):
+            return Handed("req-1", b'{"n":1}', 1, "arn:aws:lambda:us-east-1:123456789012:function:f", "Root=1-0-0")
+
+        def arrived(self):
+            return "arrival"
+
+        def answered(self, request_id, outcome, arrival):
+            if request_id != "req-1":
+                return False
+            self.answers.append((outcome, arrival))
+            return True
+
+        def init_failed(self, body):
+            self.answers.append(("init", body))
+
+    host = OneEvent()
+    api = RuntimeApi(host)
+    api.start()
+    try:
+        def call(method, path, body=b""):
+            connection = http.client.HTTPConnection(api.address, timeout=5)
+            connection.request(method, path, body=body)
+            response = connection.getresponse()
+            return response.status, response.getheaders(), response.read()
+
+        status, headers, body = call("GET", "/2018-06-01/runtime/invocation/next")
+        assert (status, body) == (200, b'{"n":1}')
+        assert dict(headers)["Lambda-Runtime-Aws-Request-Id"] == "req-1"
+        assert call("GET", "/2018-06-01/runtime/other")[0] == 404
+        assert call("POST", "/2018-06-01/runtime/invocation/unknown/response", b"{}")[0] == 400
+        assert call("POST", "/2018-06-01/runtime/invocation/req-1/error", b"null")[0] == 202
+        assert call("POST", "/2018-06-01/runtime/invocation/req-1/error", b"\xff\xfe")[0] == 202
+        assert call("POST", "/2018-06-01/runtime/invocation/req-1/response", b'{"ok":true}')[0] == 202
+        assert call("POST", "/2018-06-01/runtime/init/error", b'{"errorType":"x"}')[0] == 202
+    finally:
+        api.stop()
+    [(null_error, arrival), (bad_bytes, _), (response, _), init] = host.answers
+    assert arrival == "arrival"
+    assert not null_error.ok and null_error.error["errorType"] == "Unknown"
+    assert not bad_bytes.ok and bad_bytes.error["errorType"] == "Unknown"
+    assert response.ok and response.payload == {"ok": True}
+    assert init == ("init", b'{"errorType":"x"}')
