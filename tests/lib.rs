@@ -349,11 +349,20 @@ impl Local {
 /// Runs the stream function on a batch as Lambda delivers it (no deadline); the sequence
 /// numbers it reports in `batchItemFailures`.
 pub async fn stream_failures(history: &HistoryRepository, records: Vec<Value>) -> Vec<String> {
+    consumer_failures(&user_stream::StreamConsumer::new(history.clone()), records).await
+}
+
+/// Runs the stream function, as this consumer (a welcome queue, say), on a batch as Lambda
+/// delivers it (no deadline); the sequence numbers it reports in `batchItemFailures`.
+pub async fn consumer_failures(
+    consumer: &user_stream::StreamConsumer,
+    records: Vec<Value>,
+) -> Vec<String> {
     let event = lambda_runtime::LambdaEvent::new(
         user_stream::StreamBatch { records },
         lambda_runtime::Context::default(),
     );
-    user_stream::handle(&user_stream::StreamConsumer::new(history.clone()), event)
+    user_stream::handle(consumer, event)
         .await
         .expect("the stream function answers")
         .batch_item_failures

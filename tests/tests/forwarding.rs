@@ -4,22 +4,10 @@
 use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchOutput;
 use aws_sdk_sqs::types::{BatchResultErrorEntry, SendMessageBatchResultEntry};
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
-use integration_tests::{Local, registered_user, unique_email};
-use lambda_runtime::{Context, LambdaEvent};
+use integration_tests::{Local, consumer_failures, registered_user, unique_email};
 use serde_json::{Value, json};
-use user_stream::{StreamBatch, StreamConsumer, WelcomeQueue};
+use user_stream::{StreamConsumer, WelcomeQueue};
 use users_core::{Email, UserId};
-
-async fn failures(consumer: &StreamConsumer, records: Vec<Value>) -> Vec<String> {
-    let event = LambdaEvent::new(StreamBatch { records }, Context::default());
-    user_stream::handle(consumer, event)
-        .await
-        .expect("the stream function answers")
-        .batch_item_failures
-        .into_iter()
-        .map(|failure| failure.item_identifier.unwrap_or_default())
-        .collect()
-}
 
 fn sequence_number(record: &Value) -> String {
     record["dynamodb"]["SequenceNumber"]
@@ -46,7 +34,7 @@ async fn only_new_users_are_forwarded_and_only_by_id() {
     let queue = local.new_queue("forwarding").await;
     let consumer = StreamConsumer::new(local.history())
         .with_welcome(WelcomeQueue::new(local.sqs.clone(), queue.clone()));
-    assert!(failures(&consumer, records).await.is_empty());
+    assert!(consumer_failures(&consumer, records).await.is_empty());
 
     let mut bodies = local.drain(&queue).await;
     bodies.sort();
@@ -75,7 +63,7 @@ async fn a_queue_that_cannot_be_reached_fails_the_inserts_and_nothing_else() {
     let consumer = StreamConsumer::new(local.history())
         .with_welcome(WelcomeQueue::new(local.sqs.clone(), missing));
     assert_eq!(
-        failures(&consumer, records.clone()).await,
+        consumer_failures(&consumer, records.clone()).await,
         [sequence_number(insert)]
     );
     // The history has both all the same: a retry writes the same items again.
@@ -134,7 +122,7 @@ async fn a_message_sqs_failed_or_did_not_mention_fails_its_record_across_request
         StreamConsumer::new(local.history()).with_welcome(WelcomeQueue::new(sqs, "queue-url"));
 
     // THEN the records of users 0, 1, 10 and 11 are reported, in stream order
-    let failed = failures(&consumer, records.clone()).await;
+    let failed = consumer_failures(&consumer, records.clone()).await;
     assert_eq!(half_acknowledged.num_calls(), 2);
     let expected: Vec<String> = [0, 1, 10, 11]
         .into_iter()
